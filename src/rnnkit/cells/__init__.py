@@ -1,0 +1,79 @@
+"""Recurrent cells: one step of one recurrence each, and the registry that names them.
+
+``REGISTRY`` maps a cell family's name to its class; ``PRESETS`` names common variants of a family
+(``"peephole"`` is an LSTM with ``peephole=True``). ``make_cell`` builds either by name and checks
+the options, so that a typo is an error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import MappingProxyType
+from typing import Any
+
+from .base import RecurrentCell as RecurrentCell
+from .base import State as State
+from .elman import ElmanCell as ElmanCell
+from .gru import GRUCell as GRUCell
+from .leaky import LeakyCell as LeakyCell
+from .lstm import LSTMCell as LSTMCell
+from .mut import MUT1Cell as MUT1Cell
+from .mut import MUT2Cell as MUT2Cell
+from .mut import MUT3Cell as MUT3Cell
+
+_registry: dict[str, type[RecurrentCell]] = {}
+
+
+def register_cell(name: str, cls: type[RecurrentCell]) -> None:
+    """Add a cell family under ``name``; refuses a name that is taken."""
+    if name in _registry or name in PRESETS:
+        raise ValueError(f"a cell named {name!r} is already registered")
+    _registry[name] = cls
+
+
+# name -> (family, options fixed by the name)
+PRESETS: MappingProxyType[str, tuple[str, dict[str, Any]]] = MappingProxyType(
+    {
+        "peephole": ("lstm", {"peephole": True}),
+        "cifg": ("lstm", {"coupled": True}),
+    }
+)
+
+register_cell("elman", ElmanCell)
+register_cell("lstm", LSTMCell)
+register_cell("gru", GRUCell)
+register_cell("mut1", MUT1Cell)
+register_cell("mut2", MUT2Cell)
+register_cell("mut3", MUT3Cell)
+register_cell("leaky", LeakyCell)
+
+REGISTRY: MappingProxyType[str, type[RecurrentCell]] = MappingProxyType(_registry)
+
+
+def cell_names() -> list[str]:
+    """Every name ``make_cell`` accepts: the families and the presets."""
+    return sorted([*REGISTRY, *PRESETS])
+
+
+def cell_options(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword options of cell ``name`` beyond ``input_size`` and ``hidden_size``."""
+    family, fixed = PRESETS.get(name, (name, {}))
+    if family not in REGISTRY:
+        raise ValueError(f"unknown cell {name!r}; choose one of {', '.join(cell_names())}")
+    parameters = inspect.signature(REGISTRY[family]).parameters
+    return {
+        key: p for key, p in parameters.items() if key not in ("input_size", "hidden_size", *fixed)
+    }
+
+
+def make_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> RecurrentCell:
+    """Build the cell called ``name`` (a family or a preset) with ``options``."""
+    allowed = cell_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"cell {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are {', '.join(allowed) or 'none'}"
+        )
+    family, fixed = PRESETS.get(name, (name, {}))
+    return REGISTRY[family](input_size, hidden_size, **fixed, **options)

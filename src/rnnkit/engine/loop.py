@@ -1,0 +1,50 @@
+"""The reference executor: a plain Python loop of ``cell.step`` under autograd.
+
+It is the definition every faster executor is tested against, and it runs any cell.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+import torch
+
+from ..cells.base import RecurrentCell, State
+
+
+def alive_mask(lengths: Tensor, steps: int) -> Tensor:
+    """``mask[t, b]`` is True while step ``t`` lies inside sequence ``b``: ``(T, B)`` bool."""
+    return torch.arange(steps, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
+
+
+def keep_where(alive: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """``new`` for the sequences still running, ``old`` for the finished: ``alive`` is ``(B,)``."""
+    return torch.where(alive.view(-1, *(1,) * (new.dim() - 1)), new, old)
+
+
+def run_loop(
+    cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """Run ``cell`` over ``xp = cell.input_projection(x)``.
+
+    Args:
+        cell: the cell to run.
+        xp: the input projection, ``(T, B, G)``.
+        state: the initial state, a tuple of ``(B, ...)`` tensors.
+        lengths: ``(B,)`` int64 on ``xp``'s device, or None when every sequence fills all T steps.
+            Past its length a sequence's state stops changing and its outputs are zero.
+
+    Returns:
+        The outputs ``(T, B, cell.output_size)`` and the final state.
+    """
+    # unbind, never xp[t]: indexing under autograd makes backward quadratic in T.
+    steps = xp.unbind(0)
+    alive = [None] * len(steps) if lengths is None else alive_mask(lengths, len(steps)).unbind(0)
+    outputs = []
+    for t, (xp_t, alive_t) in enumerate(zip(steps, alive)):
+        output, new_state = cell.step(xp_t, state, t)
+        if alive_t is not None:
+            new_state = tuple(keep_where(alive_t, new, old) for new, old in zip(new_state, state))
+            output = keep_where(alive_t, output, torch.zeros_like(output))
+        state = new_state
+        outputs.append(output)
+    return torch.stack(outputs), state
