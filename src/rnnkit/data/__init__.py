@@ -1,0 +1,25 @@
+"""Data for rnnkit's models: corpora, character vocabularies and stream batching.
+
+- :mod:`rnnkit.data.corpus`: the bundled corpora (``"shakespeare"``, ``"python"``), reading a
+  user's text file with clear errors, and the train/validation split.
+- :mod:`rnnkit.data.vocabulary`: :class:`Vocabulary`, characters <-> ids, saved as JSON.
+- :mod:`rnnkit.data.stream`: :class:`StreamBatches`, time-major ``(T, B)`` chunks for TBPTT.
+"""
+
+from rnnkit.data.corpus import BUNDLED_CORPORA as BUNDLED_CORPORA
+from rnnkit.data.corpus import PYTHON_CORPUS_MAX_CHARS as PYTHON_CORPUS_MAX_CHARS
+from rnnkit.data.corpus import load_corpus as load_corpus
+from rnnkit.data.corpus import read_text_file as read_text_file
+from rnnkit.data.corpus import split_train_validation as split_train_validation
+from rnnkit.data.stream import StreamBatches as StreamBatches
+from rnnkit.data.vocabulary import Vocabulary as Vocabulary
+
+__all__ = [
+    "BUNDLED_CORPORA",
+    "PYTHON_CORPUS_MAX_CHARS",
+    "StreamBatches",
+    "Vocabulary",
+    "load_corpus",
+    "read_text_file",
+    "split_train_validation",
+]

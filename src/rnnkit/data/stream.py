@@ -1,0 +1,138 @@
+"""Stream batching for language models trained by truncated back-propagation through time.
+
+The token sequence (one long text, encoded) is cut into ``B`` contiguous streams of equal
+length ``L``, stream ``b`` being tokens ``b*L ... (b+1)*L - 1``. Each epoch walks all streams in
+step, ``T`` tokens at a time: chunk ``k`` holds time steps ``k*T ... (k+1)*T - 1`` of every stream,
+so chunk ``k + 1`` continues each stream exactly where chunk ``k`` stopped and the recurrent state
+left by chunk ``k`` is the right initial state for chunk ``k + 1`` (char-rnn; Zaremba et al. 2014).
+
+The target of each input token is the token after it in the original sequence; for the last token
+of stream ``b`` that is the first token of stream ``b + 1`` (or, for the last stream, the one token
+kept after the streams), so every target is genuine and one chunk needs ``B*T + 1`` tokens.
+
+Chunks are time-major, like rnnkit's recurrent layers: ``inputs[t, b]`` is time step ``t`` of
+stream ``b``, and ``targets[t] == inputs[t + 1]`` within a chunk.
+
+Example::
+
+    >>> ids = torch.arange(11)
+    >>> batches = StreamBatches(ids, batch_size=2, seq_len=2)
+    >>> len(batches)
+    2
+    >>> inputs, targets = batches.chunk(0)
+    >>> inputs.tolist(), targets.tolist()
+    ([[0, 4], [1, 5]], [[1, 5], [2, 6]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from rnnkit.errors import DataError
+
+
+class StreamBatches:
+    """The chunks of one epoch over a token sequence, for TBPTT with carried state.
+
+    Args:
+        ids: 1-D integer tensor of token ids (any device; the chunks are ``torch.long`` tensors
+            on the same device).
+        batch_size: number of parallel streams ``B``.
+        seq_len: time steps per chunk ``T`` (the truncation length of back-propagation).
+        drop_last: if true (for training) every chunk has ``T`` steps and the tokens that do not
+            fill a whole chunk are dropped from the end, fewer than ``B*T``. If false (for
+            evaluation) the streams take all but fewer than ``B`` tokens and the last chunk may be
+            shorter than ``T``.
+        what: how error messages name the text, e.g. ``"the validation text"``.
+
+    Raises:
+        ValueError: if ``ids`` is not a 1-D integer tensor or a size is not a positive int.
+        DataError: if the text is too short for one chunk; the message gives both numbers.
+    """
+
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        batch_size: int,
+        seq_len: int,
+        *,
+        drop_last: bool = True,
+        what: str = "the training text",
+    ) -> None:
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
+            raise ValueError(f"ids must be a 1-D tensor, got {_describe(ids)}")
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
+        for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+        n = len(ids)
+        if drop_last:
+            needed = batch_size * seq_len + 1
+            if n < needed:
+                raise DataError(
+                    f"{what} has {n} characters, fewer than one batch needs (batch size "
+                    f"{batch_size} × sequence length {seq_len} + 1 = {needed}); "
+                    "lower --batch-size or --seq-len"
+                )
+            stream_len = seq_len * ((n - 1) // (batch_size * seq_len))  # L, a multiple of T
+        else:
+            needed = batch_size + 1
+            if n < needed:
+                raise DataError(
+                    f"{what} has {n} characters, fewer than one batch needs (batch size "
+                    f"{batch_size} + 1 = {needed}); lower --batch-size"
+                )
+            stream_len = (n - 1) // batch_size  # L
+
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.stream_len = stream_len
+        self.num_chunks = -(-stream_len // seq_len)  # ceil(L / T)
+        # Window b is stream b plus the token after it: tokens b*L ... (b+1)*L. Stored time-major
+        # and contiguous once, so inputs and targets of every chunk are views one row apart.
+        ids = ids.to(torch.long).contiguous()
+        windows = ids.unfold(0, stream_len + 1, stream_len)[:batch_size]  # (B, L+1)
+        self._data = windows.t().contiguous()  # (L+1, B)
+
+    @property
+    def num_tokens(self) -> int:
+        """Input tokens per epoch, ``B * L`` (each also has a target)."""
+        return self.batch_size * self.stream_len
+
+    def __len__(self) -> int:
+        """Chunks per epoch."""
+        return self.num_chunks
+
+    def chunk(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chunk ``k`` as ``(inputs, targets)``, each of shape ``(T, B)`` (the last may be shorter).
+
+        The tensors are views of one buffer: cheap, and not to be modified in place.
+        """
+        if not 0 <= k < self.num_chunks:
+            raise IndexError(f"chunk {k} out of range for {self.num_chunks} chunks")
+        start = k * self.seq_len
+        stop = min(start + self.seq_len, self.stream_len)
+        inputs = self._data[start:stop]  # (T, B)
+        targets = self._data[start + 1 : stop + 1]  # (T, B), inputs shifted one step in time
+        return inputs, targets
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """All chunks of an epoch, in order."""
+        for k in range(self.num_chunks):
+            yield self.chunk(k)
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamBatches(batch_size={self.batch_size}, seq_len={self.seq_len}, "
+            f"stream_len={self.stream_len}, chunks={self.num_chunks})"
+        )
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
