@@ -1,0 +1,36 @@
+"""``rnnkit eval``: the loss of a trained model on a text, in nats and bits per character."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..data.corpus import read_text_file, split_train_validation
+from ..errors import DataError
+from ..training.evaluation import evaluate_loss
+from ..training.loading import load_trained_model
+from .arguments import positive_int
+from .train import _read_text
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
+    parser = subparsers.add_parser(name, help="evaluate a trained model on a text", description=__doc__)
+    parser.add_argument("run_dir", metavar="DIR", type=Path, help="a run directory written by rnnkit train")
+    parser.add_argument("--data", metavar="FILE", help="UTF-8 text (default: the run's validation split)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="parallel streams (default: the run's --validation-streams)")
+
+
+def run(args: argparse.Namespace) -> int:
+    trained = load_trained_model(args.run_dir)
+    data = trained.config.data
+    if args.data is not None:
+        text, what = read_text_file(args.data), f"the text in {args.data}"
+    else:
+        text, what = split_train_validation(_read_text(trained.config), data.validation_fraction)[1], "the validation text"
+    ids = trained.vocabulary.encode(text, what=what)
+    if ids.numel() < 2:
+        raise DataError(f"{what} has {ids.numel()} characters; evaluation needs at least 2")
+    loss = evaluate_loss(trained.model, ids, args.batch_size or data.validation_streams, data.seq_len)
+    print(f"{loss:.4f} nats/char  {loss / math.log(2):.4f} bits/char  ({ids.numel():,} characters, step {trained.step})")
+    return 0

@@ -1,0 +1,40 @@
+"""Plots of training runs, drawn with matplotlib's non-interactive Agg backend."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+
+def plot_loss_curves(records: Sequence[dict[str, Any]], png: Path) -> None:
+    """Training loss (per update, and its running mean) and validation loss against the step."""
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    validation = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    figure, axes = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    if train:
+        steps, losses = zip(*train)
+        axes.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="training (per update)")
+        window = max(1, len(losses) // 50)
+        sums = np.cumsum(np.concatenate([[0.0], losses]))
+        starts = np.maximum(0, np.arange(1, len(losses) + 1) - window)
+        smoothed = (sums[1:] - sums[starts]) / (np.arange(1, len(losses) + 1) - starts)  # running mean
+        axes.plot(steps, smoothed, color="tab:blue", label=f"training (mean of {window})")
+    if validation:
+        steps, losses = zip(*validation)
+        axes.plot(steps, losses, "o-", color="tab:red", label="validation")
+    axes.set_xlabel("update")
+    axes.set_ylabel("loss (nats per character)")
+    bits = axes.secondary_yaxis("right", functions=(lambda n: n / math.log(2), lambda b: b * math.log(2)))
+    bits.set_ylabel("bits per character")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.savefig(png, dpi=100)
+    plt.close(figure)

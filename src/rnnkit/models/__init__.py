@@ -1,0 +1,4 @@
+"""Task models built from ``Recurrent`` layers."""
+
+from .language_model import LanguageModel as LanguageModel
+from .language_model import LanguageModelConfig as LanguageModelConfig
