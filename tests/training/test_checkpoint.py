@@ -17,12 +17,14 @@ from rnnkit.errors import CheckpointError
 from rnnkit.training import checkpoint as ckpt_module
 from rnnkit.training.checkpoint import (
     atomic_write_text,
-    join_tensors,
     latest_checkpoint_path,
     load_checkpoint,
+    save_checkpoint,
+)
+from rnnkit.training.tensor_tree import (
+    join_tensors,
     optimizer_state_from_tensors,
     optimizer_state_to_tensors,
-    save_checkpoint,
     split_tensors,
 )
 

@@ -18,12 +18,8 @@ class MetricsLog:
 
     def write(self, **record: Any) -> None:
         if self._file is None:
-            self._file = self.path.open("a", encoding="utf-8")
+            self._file = self.path.open("a", encoding="utf-8", buffering=1)  # line-buffered: tail -f works
         self._file.write(json.dumps(record) + "\n")
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
 
     def close(self) -> None:
         if self._file is not None:
@@ -36,7 +32,6 @@ class MetricsLog:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
     def plot(self, png: Path) -> None:
-        self.flush()
         plot_loss_curves(read_metrics(self.path), png)
 
 

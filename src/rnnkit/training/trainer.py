@@ -27,16 +27,7 @@ from ..data.stream import StreamBatches
 from ..data.vocabulary import Vocabulary
 from ..errors import RnnkitError
 from ..models.language_model import LanguageModel
-from .checkpoint import (
-    Checkpoint,
-    atomic_write_text,
-    join_tensors,
-    latest_checkpoint_path,
-    optimizer_state_from_tensors,
-    optimizer_state_to_tensors,
-    save_checkpoint,
-    split_tensors,
-)
+from .checkpoint import Checkpoint, atomic_write_text, latest_checkpoint_path, save_checkpoint
 from .config import TrainConfig, config_to_dict
 from .evaluation import evaluate_loss
 from .metrics import MetricsLog
@@ -47,6 +38,12 @@ from .optim import (
     learning_rate,
     regularised_parameters,
     weight_penalty,
+)
+from .tensor_tree import (
+    join_tensors,
+    optimizer_state_from_tensors,
+    optimizer_state_to_tensors,
+    split_tensors,
 )
 
 log = logging.getLogger(__name__)
@@ -105,6 +102,8 @@ class Trainer:
         self.step = 0
         self.state: State | None = None  # carried from one chunk to the next, detached
         self.last_checkpoint: Path | None = None
+        self.seconds_before = 0.0  # training wall time of earlier sessions of a resumed run
+        self._session_start = time.monotonic()
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
 
     @classmethod
@@ -134,6 +133,7 @@ class Trainer:
         carried = checkpoint.metadata["carried_state"]
         trainer.state = None if carried is None else join_tensors(checkpoint.tensors, carried, source=checkpoint.path)
         trainer.step = checkpoint.step
+        trainer.seconds_before = checkpoint.metadata["seconds"]
         trainer.last_checkpoint = checkpoint.path
         trainer.metrics.truncate_after(checkpoint.step)
         return trainer
@@ -158,6 +158,7 @@ class Trainer:
         ``on_step`` sees every update, ``on_validation(step, loss)`` every validation.
         """
         total = self.total_steps
+        self._session_start = time.monotonic()
         deadline = time.monotonic() + 60 * self.config.budget.minutes if self.config.budget.minutes else math.inf
         chars_per_step = self.batches.batch_size * self.batches.seq_len
         validation_loss = None
@@ -176,6 +177,7 @@ class Trainer:
                 self.metrics.write(
                     step=report.step, epoch=report.epoch, loss=report.loss, lr=report.learning_rate,
                     grad_norm=report.grad_norm, chars_per_second=report.chars_per_second,
+                    seconds=self.seconds,
                 )
                 if on_step is not None:
                     on_step(report)
@@ -190,6 +192,11 @@ class Trainer:
         finally:
             self.metrics.close()
         return TrainResult(self.step, validation_loss, interrupted, self.last_checkpoint)
+
+    @property
+    def seconds(self) -> float:
+        """Wall time spent training this run, over all its sessions."""
+        return self.seconds_before + time.monotonic() - self._session_start
 
     def _update(self, total: int | None) -> tuple[float, float, float]:
         """One step of truncated BPTT on the next chunk: returns (loss, lr, gradient norm)."""
@@ -233,7 +240,9 @@ class Trainer:
             return None
         data = self.config.data
         loss = evaluate_loss(self.model, self.validation_ids, data.validation_streams, data.seq_len)
-        self.metrics.write(step=self.step, val_loss=loss, val_bits_per_char=loss / math.log(2))
+        self.metrics.write(
+            step=self.step, val_loss=loss, val_bits_per_char=loss / math.log(2), seconds=self.seconds
+        )
         self.metrics.plot(self.run_dir / "loss.png")
         if on_validation is not None:
             on_validation(self.step, loss)
@@ -251,6 +260,7 @@ class Trainer:
             "carried_state": state_skeleton,
             "epoch": self.step / len(self.batches),
             "chunk": self.step % len(self.batches),  # the data position: next chunk to read
+            "seconds": self.seconds,
         }
         tensors = {**optimizer_tensors, **state_tensors, "rng": torch.get_rng_state()}
         self.last_checkpoint = save_checkpoint(self.run_dir, self.step, self.model.state_dict(), tensors, metadata)
