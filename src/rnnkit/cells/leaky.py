@@ -33,7 +33,7 @@ class LeakyCell(RecurrentCell):
     recurrent networks", ICASSP 2013 (leaky units); Goodfellow et al., Deep Learning, §10.8.
 
     Example:
-        >>> cell = LeakyCell(3, 4, alpha=[0.0, 0.5, 0.9, 0.99], learn_alpha=True)
+        >>> cell = LeakyCell(3, 4, alpha=[0.1, 0.5, 0.9, 0.99], learn_alpha=True)
         >>> y, (mu,) = cell.step(cell.input_projection(torch.randn(1, 2, 3))[0], cell.init_state(2, None, None), 0)
     """
 
@@ -46,7 +46,13 @@ class LeakyCell(RecurrentCell):
         learn_alpha: bool = False,
     ) -> None:
         super().__init__(input_size, hidden_size)
-        alpha_init = torch.as_tensor(alpha, dtype=torch.get_default_dtype()).expand(hidden_size)
+        alpha_init = torch.as_tensor(alpha, dtype=torch.get_default_dtype())
+        if alpha_init.numel() not in (1, hidden_size) or alpha_init.dim() > 1:
+            raise ValueError(
+                f"alpha must be one value or one per unit. Expected 1 or {hidden_size} values, "
+                f"got shape {tuple(alpha_init.shape)}"
+            )
+        alpha_init = alpha_init.expand(hidden_size)
         if not bool(((alpha_init > 0) & (alpha_init < 1)).all()):
             raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
         self.learn_alpha = learn_alpha

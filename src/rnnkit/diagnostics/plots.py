@@ -11,7 +11,7 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import matplotlib.pyplot as plt
 
 
 def plot_loss_curves(records: Sequence[dict[str, Any]], png: Path) -> None:
@@ -21,12 +21,14 @@ def plot_loss_curves(records: Sequence[dict[str, Any]], png: Path) -> None:
     figure, axes = plt.subplots(figsize=(8, 4.5), layout="constrained")
     if train:
         steps, losses = zip(*train)
-        axes.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="training (per update)")
-        window = max(1, len(losses) // 50)
-        sums = np.cumsum(np.concatenate([[0.0], losses]))
-        starts = np.maximum(0, np.arange(1, len(losses) + 1) - window)
-        smoothed = (sums[1:] - sums[starts]) / (np.arange(1, len(losses) + 1) - starts)  # running mean
-        axes.plot(steps, smoothed, color="tab:blue", label=f"training (mean of {window})")
+        window = len(losses) // 50  # smooth over about 2% of the run
+        faint = {"alpha": 0.25, "linewidth": 0.8} if window > 1 else {}
+        axes.plot(steps, losses, color="tab:blue", label="training (per update)", **faint)
+        if window > 1:
+            sums = np.cumsum(np.concatenate([[0.0], losses]))
+            starts = np.maximum(0, np.arange(1, len(losses) + 1) - window)
+            smoothed = (sums[1:] - sums[starts]) / (np.arange(1, len(losses) + 1) - starts)
+            axes.plot(steps, smoothed, color="tab:blue", label=f"training (mean of {window} updates)")
     if validation:
         steps, losses = zip(*validation)
         axes.plot(steps, losses, "o-", color="tab:red", label="validation")

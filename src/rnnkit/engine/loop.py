@@ -5,8 +5,8 @@ It is the definition every faster executor is tested against, and it runs any ce
 
 from __future__ import annotations
 
-from torch import Tensor
 import torch
+from torch import Tensor
 
 from ..cells.base import RecurrentCell, State
 

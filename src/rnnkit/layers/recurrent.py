@@ -77,8 +77,8 @@ class Recurrent(nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
         self.cell_name = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -89,14 +89,21 @@ class Recurrent(nn.Module):
         self.dropout = dropout
         self.cells = nn.ModuleList()
         layer_input = input_size
-        for _ in range(num_layers):
+        for layer in range(num_layers):
             for _ in range(self.num_directions):
-                self.cells.append(make_cell(cell, layer_input, hidden_size, **cell_options))
+                try:
+                    self.cells.append(make_cell(cell, layer_input, hidden_size, **cell_options))
+                except ValueError as error:
+                    if layer == 0:
+                        raise
+                    raise ValueError(f"layer {layer} reads the {layer_input} features of the layer below: {error}") from None
             layer_input = self.cells[-1].output_size * self.num_directions
         self.executor_name = executor
         self.executors = [select_executor(executor, c) for c in self.cells]
+        self._loading_prefix = ""  # where load_state_dict finds this module's keys, while it runs
         self.register_state_dict_post_hook(_name_state_as_torch)
         self.register_load_state_dict_pre_hook(_read_state_named_as_torch)
+        self.register_load_state_dict_post_hook(_report_keys_as_torch)
 
     @property
     def output_size(self) -> int:
@@ -230,6 +237,7 @@ def _name_state_as_torch(module: Recurrent, state_dict: dict, prefix: str, local
 
 
 def _read_state_named_as_torch(module: Recurrent, state_dict: dict, prefix: str, *args: Any) -> None:
+    module._loading_prefix = prefix
     for key in [k for k in state_dict if k.startswith(prefix)]:
         match = _TORCH_NAME.match(key[len(prefix) :])
         if match is None:
@@ -237,3 +245,14 @@ def _read_state_named_as_torch(module: Recurrent, state_dict: dict, prefix: str,
         layer, reverse = int(match["layer"]), int(bool(match["reverse"]))
         index = layer * module.num_directions + reverse
         state_dict[f"{prefix}cells.{index}.{match['name']}"] = state_dict.pop(key)
+
+
+def _report_keys_as_torch(module: Recurrent, incompatible_keys: Any) -> None:
+    """Name missing and unexpected keys as torch.nn would (torch lets this hook edit the lists)."""
+    prefix = module._loading_prefix
+    for keys in (incompatible_keys.missing_keys, incompatible_keys.unexpected_keys):
+        keys[:] = [
+            prefix + _torch_name(key[len(prefix) :], module.num_directions)
+            if key.startswith(prefix + "cells.") else key
+            for key in keys
+        ]
