@@ -76,4 +76,7 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> R
             f"its options are {', '.join(allowed) or 'none'}"
         )
     family, fixed = PRESETS.get(name, (name, {}))
-    return REGISTRY[family](input_size, hidden_size, **fixed, **options)
+    try:
+        return REGISTRY[family](input_size, hidden_size, **fixed, **options)
+    except TypeError as error:  # a value of the wrong type, e.g. forget_bias="high"
+        raise ValueError(f"cell {name!r} cannot use the options {options}: {error}") from None

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from ..data.corpus import read_text_file, split_train_validation
-from ..errors import DataError
+from ..errors import DataError, RnnkitError
 from ..training.evaluation import evaluate_loss
 from ..training.loading import load_trained_model
 from .arguments import positive_int
@@ -32,5 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if ids.numel() < 2:
         raise DataError(f"{what} has {ids.numel()} characters; evaluation needs at least 2")
     loss = evaluate_loss(trained.model, ids, args.batch_size or data.validation_streams, data.seq_len)
+    if not math.isfinite(loss):
+        raise RnnkitError(f"the model's loss on {what} is {loss}: it assigns zero probability to a character")
     print(f"{loss:.4f} nats/char  {loss / math.log(2):.4f} bits/char  ({ids.numel():,} characters, step {trained.step})")
     return 0

@@ -98,7 +98,7 @@ def _config_from_flags(args: argparse.Namespace) -> TrainConfig:
         if value is not None:
             setattr(getattr(config, section) if section else config, field, value)
     if args.data is not None:
-        config.data.path = args.data
+        config.data.path = str(Path(args.data).resolve())  # --resume may run from elsewhere
     if args.corpus is not None:
         config.data.corpus = args.corpus
     if args.cell_option:

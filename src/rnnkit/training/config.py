@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import RnnkitError
-from ..models.language_model import LanguageModelConfig
+from ..models.language_model import LanguageModel, LanguageModelConfig
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -97,6 +97,14 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise RnnkitError(message)
+
+
+def build_model(config: LanguageModelConfig, vocab_size: int) -> LanguageModel:
+    """The model ``config`` describes; settings that cannot work raise RnnkitError (one line)."""
+    try:
+        return LanguageModel.from_config(config, vocab_size)
+    except (ValueError, TypeError) as error:
+        raise RnnkitError(f"invalid model settings: {error}") from None
 
 
 T = TypeVar("T")

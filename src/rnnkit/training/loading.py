@@ -9,7 +9,7 @@ from ..data.vocabulary import Vocabulary
 from ..errors import CheckpointError, RnnkitError
 from ..models.language_model import LanguageModel
 from .checkpoint import load_checkpoint
-from .config import TrainConfig, config_from_dict
+from .config import TrainConfig, build_model, config_from_dict
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,12 @@ def load_trained_model(run_dir: Path) -> TrainedModel:
     try:
         config = config_from_dict(TrainConfig, checkpoint.metadata.get("config"), "checkpoint config")
         vocabulary = Vocabulary.from_json(checkpoint.metadata.get("vocabulary"))
-        model = LanguageModel.from_config(config.model, len(vocabulary))
+        model = build_model(config.model, len(vocabulary))
         model.load_state_dict(checkpoint.model_state)
-    except (RnnkitError, ValueError, RuntimeError, KeyError) as error:
+    except (RnnkitError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"checkpoint {checkpoint.path} does not describe a usable model: {error}") from None
+    broken = [name for name, tensor in checkpoint.model_state.items() if not bool(tensor.isfinite().all())]
+    if broken:
+        raise CheckpointError(f"checkpoint {checkpoint.path} holds non-finite weights ({', '.join(broken[:3])})")
     model.eval()
     return TrainedModel(model, vocabulary, config, checkpoint.step, checkpoint.path)

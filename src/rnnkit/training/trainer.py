@@ -26,9 +26,8 @@ from ..data.corpus import split_train_validation
 from ..data.stream import StreamBatches
 from ..data.vocabulary import Vocabulary
 from ..errors import RnnkitError
-from ..models.language_model import LanguageModel
 from .checkpoint import Checkpoint, atomic_write_text, latest_checkpoint_path, save_checkpoint
-from .config import TrainConfig, config_to_dict
+from .config import TrainConfig, build_model, config_to_dict
 from .evaluation import evaluate_loss
 from .metrics import MetricsLog
 from .optim import (
@@ -96,7 +95,7 @@ class Trainer:
         )
         self.validation_ids = vocabulary.encode(validation_text, "the validation text")
         torch.manual_seed(config.seed)
-        self.model = LanguageModel.from_config(config.model, len(vocabulary))
+        self.model = build_model(config.model, len(vocabulary))
         self.optimizer = build_optimizer(self.model, config.optim)
         self.weights = regularised_parameters(self.model)
         self.step = 0
@@ -214,6 +213,8 @@ class Trainer:
         grad_norm = clip_gradients(list(self.model.parameters()), self.config.optim)
         self._check_finite("gradient norm", torch.tensor(grad_norm))
         lr = learning_rate(self.step, self.config.optim, total or 0)
+        if not lr < torch.finfo(torch.float32).max:  # torch's optimisers cannot take more
+            raise self._diverged(f"the learning rate for step {self.step + 1} is {lr:g}, beyond float32's range")
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         decay_weights(self.weights, lr, self.config.optim.weight_decay)
@@ -223,17 +224,16 @@ class Trainer:
         return loss.item(), lr, grad_norm
 
     def _check_finite(self, what: str, value: Tensor) -> None:
-        if bool(torch.isfinite(value)):
-            return
+        if not bool(torch.isfinite(value)):
+            raise self._diverged(f"the training {what} became {value.item()} at step {self.step + 1}")
+
+    def _diverged(self, problem: str) -> TrainingDiverged:
         kept = (
             f"the last good checkpoint, {self.last_checkpoint}, is kept"
             if self.last_checkpoint is not None
             else "no checkpoint had been written yet"
         )
-        raise TrainingDiverged(
-            f"the training {what} became {value.item()} at step {self.step + 1}; {kept}; "
-            "try a lower --lr or a --clip"
-        )
+        return TrainingDiverged(f"{problem}; {kept}; try a lower --lr or a --clip")
 
     def _validate(self, on_validation: Callable[[int, float], None] | None) -> float | None:
         if self.validation_ids.numel() < 2:
@@ -249,6 +249,10 @@ class Trainer:
         return loss
 
     def _checkpoint(self) -> None:
+        """Save everything needed to continue; refuses weights that are no longer finite."""
+        for name, parameter in self.model.named_parameters():
+            if not bool(parameter.detach().isfinite().all()):
+                raise self._diverged(f"the weight {name} is no longer finite after step {self.step}")
         optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(self.optimizer.state_dict())
         state_tensors, state_skeleton = (
             ({}, None) if self.state is None else split_tensors(self.state, "carried_state")
