@@ -25,7 +25,7 @@ from ..cells.base import State
 from ..data.corpus import split_train_validation
 from ..data.stream import StreamBatches
 from ..data.vocabulary import Vocabulary
-from ..errors import RnnkitError
+from ..errors import CheckpointError, RnnkitError
 from .checkpoint import Checkpoint, atomic_write_text, latest_checkpoint_path, save_checkpoint
 from .config import TrainConfig, build_model, config_to_dict
 from .evaluation import evaluate_loss
@@ -120,22 +120,31 @@ class Trainer:
     @classmethod
     def resume(cls, config: TrainConfig, run_dir: Path, text: str, checkpoint: Checkpoint) -> Trainer:
         """Continue from ``checkpoint`` with ``config`` (the saved one, budget possibly changed)."""
-        vocabulary = Vocabulary.from_json(checkpoint.metadata["vocabulary"])
+        try:
+            vocabulary = Vocabulary.from_json(checkpoint.metadata["vocabulary"])
+        except (KeyError, ValueError) as error:
+            raise CheckpointError(f"checkpoint {checkpoint.path} has no usable vocabulary: {error}") from None
         if Vocabulary.from_text(text) != vocabulary:
             raise RnnkitError(f"the training text has changed since {run_dir} was started: its characters differ")
         trainer = cls(config, run_dir, text, vocabulary)
-        trainer.model.load_state_dict(checkpoint.model_state)
-        trainer.optimizer.load_state_dict(
+        try:
+            trainer._restore(checkpoint)
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"checkpoint {checkpoint.path} cannot be resumed: {error}") from None
+        trainer.metrics.truncate_after(checkpoint.step)
+        return trainer
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        self.model.load_state_dict(checkpoint.model_state)
+        self.optimizer.load_state_dict(
             optimizer_state_from_tensors(checkpoint.tensors, checkpoint.metadata["optimizer"], source=checkpoint.path)
         )
         torch.set_rng_state(checkpoint.tensors["rng"])
         carried = checkpoint.metadata["carried_state"]
-        trainer.state = None if carried is None else join_tensors(checkpoint.tensors, carried, source=checkpoint.path)
-        trainer.step = checkpoint.step
-        trainer.seconds_before = checkpoint.metadata["seconds"]
-        trainer.last_checkpoint = checkpoint.path
-        trainer.metrics.truncate_after(checkpoint.step)
-        return trainer
+        self.state = None if carried is None else join_tensors(checkpoint.tensors, carried, source=checkpoint.path)
+        self.step = checkpoint.step
+        self.seconds_before = checkpoint.metadata["seconds"]
+        self.last_checkpoint = checkpoint.path
 
     @property
     def total_steps(self) -> int | None:
