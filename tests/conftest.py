@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -10,3 +12,13 @@ import torch
 def _seed() -> None:
     """Every test starts from the same random state, so that a failure reproduces on its own."""
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Run a module's tests on one thread: tiny models run fastest that way, especially on a
+    machine shared with other work, and every process then reduces in the same order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

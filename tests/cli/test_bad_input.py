@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,8 @@ from rnnkit.cli import main
 from rnnkit.training.checkpoint import MODEL_FILE, latest_checkpoint_path, load_checkpoint
 from rnnkit.training.loading import load_trained_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20  # 900 characters, 29 distinct
 # fmt: off
@@ -34,8 +36,6 @@ TINY = [
 ]
 # fmt: on
 USAGE, FAILURE = 2, 1  # exit statuses: a command line that does not parse, any other problem
-# Settings that make the loss non-finite at step 2, after a checkpoint at step 1: RMSProp's first
-# update is lr * g / sqrt(0.01 g²) = 10 lr per weight, and 1e38 * 10 overflows float32.
 # Two sane updates (checkpointed at step 2), then the step schedule multiplies the learning rate
 # by 1e25: the unbounded relu units overflow during update 3 and the loss of update 4 is NaN.
 DIVERGING = [
@@ -44,14 +44,6 @@ DIVERGING = [
     "--checkpoint-every", "2",
 ]  # fmt: skip
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, especially on a machine shared with other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,19 +16,14 @@ from rnnkit.decoding import SamplingOptions, generate
 from rnnkit.training.evaluation import evaluate_loss
 from rnnkit.training.loading import load_trained_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
+
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20  # 900 characters
 STEPS, VALIDATION_STREAMS, SEQ_LEN = 30, 4, 16
 EVAL_LINE = re.compile(
     r"(\d+\.\d{4}) nats/char  (\d+\.\d{4}) bits/char  \(([\d,]+) characters, step (\d+)\)"
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

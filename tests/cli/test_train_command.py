@@ -7,7 +7,6 @@ import io
 import json
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,8 @@ from rnnkit.training.checkpoint import latest_checkpoint_path, load_checkpoint
 from rnnkit.training.config import OptimConfig, TrainConfig, config_from_dict
 from rnnkit.training.optim import learning_rate
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
+
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20  # 900 characters
 BATCH, SEQ_LEN, HIDDEN = 4, 16, 16
 # fmt: off
@@ -31,13 +32,6 @@ TINY = [
 # fmt: on
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

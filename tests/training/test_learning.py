@@ -14,13 +14,13 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from rnnkit.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
 SENTENCES = (
     "the cat sat on the mat.",
@@ -32,13 +32,6 @@ SENTENCES = (
 STEPS = 80
 BOUND = 0.2  # the final validation loss must be below BOUND x the unigram entropy
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def sentences_text(count: int = 160, seed: int = 0) -> str:

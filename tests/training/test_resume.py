@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,8 @@ from rnnkit.data.corpus import split_train_validation
 from rnnkit.data.stream import StreamBatches
 from rnnkit.data.vocabulary import Vocabulary
 from rnnkit.training.checkpoint import latest_checkpoint_path, load_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 # 390 characters: 351 for training (5 chunks of 4 streams x 16 steps), 39 for validation.
@@ -39,14 +40,6 @@ FLAGS = [
 ]
 # fmt: on
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One thread: fast for tiny models, and the same reduction order in every process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
