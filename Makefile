@@ -1,0 +1,39 @@
+# Set-up and the two main jobs. Everything lives in a local virtual environment, .venv/.
+# torch is pinned first: an unpinned torch would pull the multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+DEMO_DIR := runs/demo
+DEMO_MINUTES ?= 3
+
+.PHONY: demo test clean
+
+$(VENV)/.torch:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	touch $@
+
+$(VENV)/.package: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.package
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Train a small character-level LSTM on the bundled Shakespeare corpus for DEMO_MINUTES minutes,
+# then sample from it.
+demo: $(VENV)/.package
+	rm -rf $(DEMO_DIR)
+	$(BIN)/rnnkit train --corpus shakespeare --out $(DEMO_DIR) --minutes $(DEMO_MINUTES) \
+		--cell lstm --layers 2 --hidden 256 --batch-size 32 --seq-len 64 --lr 3e-3 \
+		--eval-every 200 --checkpoint-every 200
+	$(BIN)/rnnkit sample $(DEMO_DIR) --length 600 --temperature 0.8 --seed 1 --prime "ROMEO:"
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs
