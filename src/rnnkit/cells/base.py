@@ -8,7 +8,8 @@ over a sequence, the layer (``rnnkit.Recurrent``) stacks and reverses cells. A c
 - ``input_projection(x)``: the part of the step that does not depend on the state, for all time
   steps at once — one large GEMM over ``(T, B, I)`` instead of T small ones;
 - ``init_state(batch, device, dtype)``: the zero state, a tuple of tensors;
-- ``step(xp_t, state, t) -> (output_t, new_state)``: the reference equations, written plainly.
+- ``step(xp_t, state, t) -> (output_t, new_state)``: the reference equations, written plainly;
+- ``kernel``: the name of its fused kernel family in ``rnnkit.engine.fused``, or None.
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ class RecurrentCell(nn.Module):
     ``(B, hidden_size)`` tensor per entry of ``state_sizes``.
 
     Attributes:
+        kernel: the fused kernel family that implements this cell's BPTT, or None (loop only).
         input_size: features of ``x_t``.
         hidden_size: units of the recurrent state.
         output_size: features of the output ``y_t`` the cell returns each step.
         state_sizes: the trailing size of each tensor in the state tuple.
     """
+
+    kernel: str | None = None
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()

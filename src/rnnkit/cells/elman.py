@@ -33,6 +33,8 @@ class ElmanCell(RecurrentCell):
         torch.Size([2, 5])
     """
 
+    kernel = "elman"  # the fused kernel family (rnnkit.engine.fused)
+
     def __init__(
         self, input_size: int, hidden_size: int, nonlinearity: str = "tanh", bias: bool = True
     ) -> None:

@@ -39,6 +39,8 @@ class GRUCell(RecurrentCell):
         >>> y, (h,) = cell.step(xp[0], cell.init_state(2, xp.device, xp.dtype), 0)
     """
 
+    kernel = "gru"  # the fused kernel family (rnnkit.engine.fused)
+
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, reset_after: bool = True
     ) -> None:

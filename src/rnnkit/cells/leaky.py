@@ -37,6 +37,8 @@ class LeakyCell(RecurrentCell):
         >>> y, (mu,) = cell.step(cell.input_projection(torch.randn(1, 2, 3))[0], cell.init_state(2, None, None), 0)
     """
 
+    kernel = "leaky"  # the fused kernel family (rnnkit.engine.fused)
+
     def __init__(
         self,
         input_size: int,

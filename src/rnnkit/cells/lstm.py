@@ -49,6 +49,8 @@ class LSTMCell(RecurrentCell):
         >>> y, (h, c) = cell.step(xp[0], cell.init_state(2, xp.device, xp.dtype), 0)
     """
 
+    kernel = "lstm"  # the fused kernel family (rnnkit.engine.fused)
+
     def __init__(
         self,
         input_size: int,

@@ -68,6 +68,7 @@ class MUT1Cell(_MUTCell):
     """
 
     input_matrices, recurrent_matrices, needs_square_input = 2, 2, True
+    kernel = "mut1"
 
     def input_projection(self, x: Tensor) -> Tensor:
         H = self.hidden_size
@@ -102,6 +103,7 @@ class MUT2Cell(_MUTCell):
     """
 
     input_matrices, recurrent_matrices, needs_square_input = 2, 3, True
+    kernel = "mut2"
 
     def input_projection(self, x: Tensor) -> Tensor:
         H = self.hidden_size
@@ -138,6 +140,7 @@ class MUT3Cell(_MUTCell):
     """
 
     input_matrices, recurrent_matrices = 3, 3
+    kernel = "mut3"
 
     def step(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State]:
         (h,) = state

@@ -1,8 +1,10 @@
 """Executors: the only code in rnnkit that loops over time.
 
-An executor runs a cell over a whole sequence: ``executor(cell, xp, state, lengths) ->
-(outputs, final_state)`` where ``xp = cell.input_projection(x)`` is ``(T, B, G)``. Every executor
-must agree with ``loop``, the reference, in outputs, final states and gradients.
+An executor runs a cell over a whole sequence: ``executor(cell, x, state, lengths) ->
+(outputs, final_state)`` where ``x`` is the layer's input ``(T, B, I)``. ``loop`` and ``fused``
+start with the input projection of all steps as one GEMM; ``native`` hands the whole layer to
+torch.nn's own kernels. Every executor must agree with ``loop``, the reference, in outputs, final
+states and gradients.
 """
 
 from __future__ import annotations
@@ -13,11 +15,23 @@ from types import MappingProxyType
 from torch import Tensor
 
 from ..cells.base import RecurrentCell, State
+from . import fused, native
 from .loop import run_loop
 
 Executor = Callable[[RecurrentCell, Tensor, State, "Tensor | None"], tuple[Tensor, State]]
 
-EXECUTORS: MappingProxyType[str, Executor] = MappingProxyType({"loop": run_loop})
+EXECUTORS: MappingProxyType[str, Executor] = MappingProxyType(
+    {"loop": run_loop, "fused": fused.run_fused, "native": native.run_native}
+)
+
+
+def _runs_any_cell(cell: RecurrentCell) -> bool:
+    return True
+
+
+_SUPPORTS: MappingProxyType[str, Callable[[RecurrentCell], bool]] = MappingProxyType(
+    {"loop": _runs_any_cell, "fused": fused.supports, "native": native.supports}
+)
 
 
 def executor_names() -> list[str]:
@@ -26,12 +40,15 @@ def executor_names() -> list[str]:
 
 
 def select_executor(name: str, cell: RecurrentCell) -> Executor:
-    """The executor called ``name``; ``"auto"`` picks the fastest correct one for ``cell``.
+    """The executor called ``name`` for ``cell``; ``"auto"`` picks the fastest correct one.
 
-    Only the reference loop exists so far, so ``auto`` chooses it for every cell.
+    ``auto`` prefers the fused kernel, which covers every built-in cell, and falls back to the
+    reference loop for cells without one.
     """
     if name == "auto":
-        return run_loop
+        return fused.run_fused if fused.supports(cell) else run_loop
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(executor_names())}")
+    if not _SUPPORTS[name](cell):
+        raise ValueError(f"the {name} executor cannot run {type(cell).__name__} ({cell.extra_repr()})")
     return EXECUTORS[name]

@@ -22,13 +22,13 @@ def keep_where(alive: Tensor, new: Tensor, old: Tensor) -> Tensor:
 
 
 def run_loop(
-    cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None = None
+    cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None = None
 ) -> tuple[Tensor, State]:
-    """Run ``cell`` over ``xp = cell.input_projection(x)``.
+    """Run ``cell`` over ``x``: one GEMM for ``xp = cell.input_projection(x)``, then ``step``.
 
     Args:
         cell: the cell to run.
-        xp: the input projection, ``(T, B, G)``.
+        x: the layer's input, ``(T, B, I)``.
         state: the initial state, a tuple of ``(B, ...)`` tensors.
         lengths: ``(B,)`` int64 on ``xp``'s device, or None when every sequence fills all T steps.
             Past its length a sequence's state stops changing and its outputs are zero.
@@ -37,7 +37,7 @@ def run_loop(
         The outputs ``(T, B, cell.output_size)`` and the final state.
     """
     # unbind, never xp[t]: indexing under autograd makes backward quadratic in T.
-    steps = xp.unbind(0)
+    steps = cell.input_projection(x).unbind(0)  # T tensors of (B, G)
     alive = [None] * len(steps) if lengths is None else alive_mask(lengths, len(steps)).unbind(0)
     outputs = []
     for t, (xp_t, alive_t) in enumerate(zip(steps, alive)):

@@ -138,7 +138,7 @@ class Recurrent(nn.Module):
                 index = layer * self.num_directions + direction
                 cell = self.cells[index]
                 sequence = reverse_padded(layer_input, lengths) if direction else layer_input
-                output, final = self.executors[index](cell, cell.input_projection(sequence), initial[index], lengths)
+                output, final = self.executors[index](cell, sequence, initial[index], lengths)
                 outputs.append(reverse_padded(output, lengths) if direction else output)
                 finals.append(final)
             layer_input = torch.cat(outputs, dim=-1) if self.bidirectional else outputs[0]

@@ -1,0 +1,51 @@
+"""Building and loading the C++ time loops of the fused kernels (``rnnkit/engine/csrc/*.cpp``).
+
+The sources are compiled together on first use with ``torch.utils.cpp_extension`` into one
+library that registers its functions as ``torch.ops.rnnkit.*`` (ATen code, so CPU and CUDA
+tensors both work), and cached by torch in its extensions directory (``TORCH_EXTENSIONS_DIR``,
+by default ``~/.cache/torch_extensions``): a later process loads it in a fraction of a second.
+Where no compiler is present, or the build fails, the reason is logged once and the families
+run their Python implementations of the same equations. Setting ``RNNKIT_FUSED_BACKEND=python``
+skips the build.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCES = sorted((Path(__file__).resolve().parents[1] / "csrc").glob("*.cpp"))
+BACKEND_VARIABLE = "RNNKIT_FUSED_BACKEND"
+
+
+@functools.cache
+def ops() -> Any | None:
+    """``torch.ops.rnnkit`` with the compiled kernels, or None to use the Python kernels."""
+    if os.environ.get(BACKEND_VARIABLE, "") == "python" or not SOURCES:
+        return None
+    try:
+        from torch.utils import cpp_extension
+
+        cpp_extension.load(
+            name="rnnkit_fused",
+            sources=[str(source) for source in SOURCES],
+            extra_cflags=["-O3"],
+            is_python_module=False,
+            verbose=False,
+        )
+    except (OSError, RuntimeError, ImportError, SystemExit) as error:  # no compiler, failed build
+        log.warning("the fused C++ kernels could not be built (%s); using their Python versions", _first_line(error))
+        return None
+    return torch.ops.rnnkit
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
