@@ -2,7 +2,9 @@
 
 Each case checks the analytic gradients of the outputs and final states with respect to the
 input, the initial state and every parameter (passed in through ``torch.func.functional_call``)
-against finite differences, over sequences of different lengths in a 2-layer stack.
+against finite differences, over sequences of different lengths in a 2-layer stack — once through
+the reference loop (autograd) and once through each implementation of the fused executor's
+hand-derived BPTT (C++ and the Python fall-back).
 """
 
 from __future__ import annotations
@@ -11,55 +13,41 @@ import inspect
 
 import pytest
 import torch
+from cell_cases import CASES
 from torch.func import functional_call
 
 from rnnkit import Recurrent
 from rnnkit.cells import PRESETS, REGISTRY, cell_names, cell_options
+from rnnkit.engine import fused
+from rnnkit.engine.fused import extension
+
+# (executor, fused backend): the reference loop, and the fused BPTT in C++ and in Python
+EXECUTORS = [("loop", None), ("fused", "cpp"), ("fused", "python")]
 
 STEPS, BATCH, SIZE = 4, 2, 2  # I = H, because MUT1 and MUT2 need it
 LENGTHS = torch.tensor([4, 2])
 
-# (id, cell name, options, num_layers, bidirectional). MUT1 and MUT2 add the input to an H-sized
-# sum, so they cannot read a bidirectional layer's 2H outputs: they get one stacked and one
-# bidirectional layout instead of both at once. Presets and bias=False, which change no code path
-# of the stack, run on one bidirectional layer to keep the suite fast.
-CASES = [
-    ("elman-tanh", "elman", {"nonlinearity": "tanh"}, 2, True),
-    ("elman-relu", "elman", {"nonlinearity": "relu"}, 2, True),
-    ("elman-nobias", "elman", {"bias": False}, 1, True),
-    ("lstm", "lstm", {}, 2, True),
-    ("lstm-forget_bias0", "lstm", {"forget_bias": 0.0}, 1, True),
-    ("lstm-peephole", "lstm", {"peephole": True}, 2, True),
-    ("lstm-coupled", "lstm", {"coupled": True}, 2, True),
-    ("lstm-peephole-coupled", "lstm", {"peephole": True, "coupled": True}, 2, True),
-    ("lstm-proj", "lstm", {"proj_size": 1}, 2, True),
-    ("lstm-nobias", "lstm", {"bias": False}, 1, True),
-    ("peephole", "peephole", {}, 1, True),
-    ("cifg", "cifg", {}, 1, True),
-    ("gru-reset_after", "gru", {"reset_after": True}, 2, True),
-    ("gru-reset_before", "gru", {"reset_after": False}, 2, True),
-    ("gru-reset_before-nobias", "gru", {"reset_after": False, "bias": False}, 1, True),
-    ("mut1-stacked", "mut1", {}, 2, False),
-    ("mut1-bidir", "mut1", {}, 1, True),
-    ("mut2-stacked", "mut2", {}, 2, False),
-    ("mut2-bidir", "mut2", {}, 1, True),
-    ("mut3", "mut3", {}, 2, True),
-    ("leaky-fixed_alpha", "leaky", {"alpha": 0.3}, 2, True),
-    ("leaky-learned_alpha", "leaky", {"learn_alpha": True}, 2, True),
-    ("leaky-per_unit_alpha", "leaky", {"alpha": [0.2, 0.9], "learn_alpha": True}, 2, True),
-    ("leaky-nobias", "leaky", {"bias": False}, 1, True),
-]
-
-
+@pytest.mark.parametrize(("executor", "backend"), EXECUTORS, ids=["loop", "fused-cpp", "fused-python"])
 @pytest.mark.parametrize(
     ("name", "options", "num_layers", "bidirectional"),
     [c[1:] for c in CASES],
     ids=[c[0] for c in CASES],
 )
-def test_gradcheck(name, options, num_layers, bidirectional):
+def test_gradcheck(name, options, num_layers, bidirectional, executor, backend, monkeypatch):
     model = Recurrent(
-        name, SIZE, SIZE, num_layers=num_layers, bidirectional=bidirectional, **options
+        name, SIZE, SIZE, num_layers=num_layers, bidirectional=bidirectional, executor="loop", **options
     )
+    if executor == "fused":
+        if not fused.supports(model.cells[0]):
+            pytest.skip(f"no fused kernel for {name} yet")
+        if backend == "cpp" and extension.ops() is None:
+            pytest.skip("the C++ kernels could not be built here (no compiler?)")
+        if backend == "python":
+            monkeypatch.setattr(extension, "ops", lambda: None)
+        reference, model = model, Recurrent(
+            name, SIZE, SIZE, num_layers=num_layers, bidirectional=bidirectional, executor=executor, **options
+        )
+        model.load_state_dict(reference.state_dict())  # the same weights as the loop case
     model = model.double()
     names = [key for key, _ in model.named_parameters()]
     parameters = [p.detach().clone().requires_grad_() for p in model.parameters()]
