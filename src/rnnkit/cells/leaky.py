@@ -23,6 +23,12 @@ class LeakyCell(RecurrentCell):
     constant), and as :math:`\alpha \to 0` it becomes an Elman unit. Weights and biases are laid out as in
     :class:`~rnnkit.cells.elman.ElmanCell` and initialised uniform in :math:`\pm 1/\sqrt{H}`.
 
+    With ``recurrent=False`` there is no :math:`W_{hh}` or :math:`b_{hh}` and the update reads
+    only the input, :math:`v_t = \tanh(W_{ih} x_t + b_{ih})`: the state then follows the first-order
+    linear recurrence :math:`\mu_t = \alpha \odot \mu_{t-1} + (1 - \alpha) \odot v_t`, a leaky
+    average of the inputs' features, which ``rnnkit.engine.scan`` computes by a parallel prefix
+    scan over time instead of step by step.
+
     :math:`\alpha` is stored through its logit, ``alpha_logit`` (H), so that it stays in (0, 1):
     a parameter when ``learn_alpha=True``, a buffer otherwise. ``alpha`` initialises it: one
     value for every unit or a sequence of H values (e.g. a spread of time constants).
@@ -35,6 +41,8 @@ class LeakyCell(RecurrentCell):
     Example:
         >>> cell = LeakyCell(3, 4, alpha=[0.1, 0.5, 0.9, 0.99], learn_alpha=True)
         >>> y, (mu,) = cell.step(cell.input_projection(torch.randn(1, 2, 3))[0], cell.init_state(2, None, None), 0)
+        >>> LeakyCell(3, 4, recurrent=False).weight_hh is None  # a linear recurrence in mu
+        True
     """
 
     kernel = "leaky"  # the fused kernel family (rnnkit.engine.fused)
@@ -46,6 +54,7 @@ class LeakyCell(RecurrentCell):
         bias: bool = True,
         alpha: float | Sequence[float] = 0.5,
         learn_alpha: bool = False,
+        recurrent: bool = True,
     ) -> None:
         super().__init__(input_size, hidden_size)
         alpha_init = torch.as_tensor(alpha, dtype=torch.get_default_dtype())
@@ -58,10 +67,11 @@ class LeakyCell(RecurrentCell):
         if not bool(((alpha_init > 0) & (alpha_init < 1)).all()):
             raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
         self.learn_alpha = learn_alpha
+        self.recurrent = recurrent
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
+        self.weight_hh = optional_parameter(recurrent, hidden_size, hidden_size)
         self.bias_ih = optional_parameter(bias, hidden_size)
-        self.bias_hh = optional_parameter(bias, hidden_size)
+        self.bias_hh = optional_parameter(bias and recurrent, hidden_size)
         self._alpha_init = alpha_init.clone()
         if learn_alpha:
             self.alpha_logit = nn.Parameter(torch.empty(hidden_size))
@@ -81,10 +91,14 @@ class LeakyCell(RecurrentCell):
 
     def step(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State]:
         (mu,) = state
-        v = torch.tanh(xp_t + nn.functional.linear(mu, self.weight_hh, self.bias_hh))
+        if not self.recurrent:  # the update reads only the input: mu follows a linear recurrence
+            v = torch.tanh(xp_t)
+        else:
+            v = torch.tanh(xp_t + nn.functional.linear(mu, self.weight_hh, self.bias_hh))
         alpha = self.alpha
         mu = alpha * mu + (1.0 - alpha) * v
         return mu, (mu,)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, learn_alpha={self.learn_alpha}"
+        options = f"{super().extra_repr()}, learn_alpha={self.learn_alpha}"
+        return options if self.recurrent else f"{options}, recurrent=False"

@@ -177,7 +177,7 @@ class Trainer:
                     interrupted = True
                     break
                 started = time.perf_counter()
-                loss, lr, grad_norm = self._update(total)
+                loss, lr, grad_norm = self.update(total)
                 report = StepReport(
                     self.step, total, self.step / len(self.batches), loss,
                     chars_per_step / (time.perf_counter() - started), lr, grad_norm,
@@ -206,8 +206,11 @@ class Trainer:
         """Wall time spent training this run, over all its sessions."""
         return self.seconds_before + time.monotonic() - self._session_start
 
-    def _update(self, total: int | None) -> tuple[float, float, float]:
-        """One step of truncated BPTT on the next chunk: returns (loss, lr, gradient norm)."""
+    def update(self, total: int | None = None) -> tuple[float, float, float]:
+        """One step of truncated BPTT on the next chunk: returns (loss, lr, gradient norm).
+
+        ``total`` is the run's length in steps, for the cosine schedule.
+        """
         chunk = self.step % len(self.batches)
         if chunk == 0:
             self.state = None  # a new epoch starts every stream from the beginning

@@ -1,0 +1,161 @@
+"""Forward + backward time of every fused cell against torch.nn's kernels and the GEMM floor.
+
+For T=100, float32, input = hidden = H, batch B: our fused Elman, LSTM, peephole, CIFG, GRU (both
+reset placements), MUT1–3 and leaky; torch.nn.RNN/LSTM/GRU; our reference `loop` executor; and
+each cell's pure-GEMM floor (the same matrix products and nothing else). Contenders run
+interleaved in one process; each time is the median of --reps runs after warm-up. Prints, per
+size, milliseconds and the ratios to the torch.nn reference, to the floor and to the loop.
+
+    python benchmarks/cells.py                       # the six sizes of BENCHMARKS.md
+    python benchmarks/cells.py --sizes 16x64 --reps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rnnkit import Recurrent
+
+STEPS = 100
+
+
+@dataclass(frozen=True)
+class Contender:
+    label: str
+    cell: str  # rnnkit cell name
+    options: dict
+    reference: str  # the torch.nn class it is compared with
+    input_rows: int  # rows of W_ih, in units of H
+    recurrent: tuple[tuple[int, int], ...]  # per-step products (k, n) in units of H: (B,k) @ (k,n)
+
+
+CELLS = [
+    Contender("elman", "elman", {}, "RNN", 1, ((1, 1),)),
+    Contender("lstm", "lstm", {}, "LSTM", 4, ((1, 4),)),
+    Contender("peephole", "peephole", {}, "LSTM", 4, ((1, 4),)),
+    Contender("cifg", "cifg", {}, "LSTM", 3, ((1, 3),)),
+    Contender("gru", "gru", {}, "GRU", 3, ((1, 3),)),
+    Contender("gru reset before", "gru", {"reset_after": False}, "GRU", 3, ((1, 2), (1, 1))),
+    Contender("mut1", "mut1", {}, "GRU", 2, ((1, 1), (1, 1))),
+    Contender("mut2", "mut2", {}, "GRU", 2, ((1, 2), (1, 1))),
+    Contender("mut3", "mut3", {}, "GRU", 3, ((1, 1), (1, 1), (1, 1))),
+    Contender("leaky", "leaky", {}, "RNN", 1, ((1, 1),)),
+]
+TORCH_CLASSES = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
+
+
+def machine() -> str:
+    cpu = platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def forward_backward(model: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        output, _ = model(x)
+        output.backward(grad)
+
+    return run
+
+
+def gemm_floor(contender: Contender, batch: int, hidden: int) -> Callable[[], None]:
+    """The matrix products of one forward + backward and nothing else."""
+    x = torch.randn(STEPS * batch, hidden)
+    w_ih = torch.randn(contender.input_rows * hidden, hidden)
+    d_xp = torch.randn(STEPS * batch, contender.input_rows * hidden)
+    products = [(torch.randn(batch, k * hidden), torch.randn(k * hidden, n * hidden),
+                 torch.randn(batch, n * hidden), torch.randn(STEPS * batch, k * hidden),
+                 torch.randn(STEPS * batch, n * hidden)) for k, n in contender.recurrent]
+
+    def run() -> None:
+        torch.mm(x, w_ih.t())  # the input projection
+        for _ in range(STEPS):
+            for h, w, _, _, _ in products:
+                torch.mm(h, w)
+        torch.mm(d_xp, w_ih)  # d input
+        torch.mm(d_xp.t(), x)  # d W_ih
+        for _ in range(STEPS):
+            for _, w, d_out, _, _ in products:
+                torch.mm(d_out, w.t())
+        for _, _, _, hs, d_outs in products:
+            torch.mm(d_outs.t(), hs)  # d W_hh, one GEMM over all steps
+
+    return run
+
+
+def median_ms(run: Callable[[], None], samples: list[float]) -> None:
+    started = time.perf_counter()
+    run()
+    samples.append(1000 * (time.perf_counter() - started))
+
+
+def benchmark_size(batch: int, hidden: int, reps: int, loop_cells: set[str]) -> list[str]:
+    torch.manual_seed(0)
+    x = torch.randn(STEPS, batch, hidden, requires_grad=True)
+    grad = torch.randn(STEPS, batch, hidden)
+    runs: dict[str, Callable[[], None]] = {}
+    for name, cls in TORCH_CLASSES.items():
+        runs[f"torch.nn.{name}"] = forward_backward(cls(hidden, hidden), x, grad)
+    for contender in CELLS:
+        runs[contender.label] = forward_backward(
+            Recurrent(contender.cell, hidden, hidden, executor="fused", **contender.options), x, grad)
+        runs[f"{contender.label} floor"] = gemm_floor(contender, batch, hidden)
+        if contender.label in loop_cells:
+            runs[f"{contender.label} loop"] = forward_backward(
+                Recurrent(contender.cell, hidden, hidden, executor="loop", **contender.options), x, grad)
+    samples: dict[str, list[float]] = {label: [] for label in runs}
+    for label, run in runs.items():  # warm-up (and the C++ build, on a first run)
+        run()
+    for _ in range(reps):
+        for label, run in runs.items():  # interleaved, so drift hits every contender alike
+            median_ms(run, samples[label])
+    ms = {label: statistics.median(values) for label, values in samples.items()}
+
+    lines = [f"\n### B={batch}, H={hidden} (T={STEPS}, fwd+bwd, median of {reps})\n",
+             "| cell | ms | ÷ torch.nn | ÷ GEMM floor | loop ÷ fused |", "|---|---:|---:|---:|---:|"]
+    for name in TORCH_CLASSES:
+        lines.append(f"| torch.nn.{name} | {ms[f'torch.nn.{name}']:.2f} | 1.00 | | |")
+    for contender in CELLS:
+        mine = ms[contender.label]
+        loop = ms.get(f"{contender.label} loop")
+        lines.append(
+            f"| {contender.label} | {mine:.2f} | {mine / ms[f'torch.nn.{contender.reference}']:.2f} "
+            f"(nn.{contender.reference}) | {mine / ms[f'{contender.label} floor']:.2f} | "
+            + (f"{loop / mine:.1f}" if loop else "") + " |"
+        )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["16x64", "16x256", "16x512", "64x64", "64x256", "64x512"],
+                        help="BATCHxHIDDEN")
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--loop-at", nargs="*", default=["16x64"],
+                        help="sizes at which every cell's loop executor is timed too (slow)")
+    args = parser.parse_args()
+    print(f"Machine: {machine()}")
+    print(f"Command: python benchmarks/cells.py {' '.join(sys.argv[1:])}".rstrip())
+    for size in args.sizes:
+        batch, hidden = map(int, size.split("x"))
+        loop_cells = {c.label for c in CELLS} if size in args.loop_at else set()
+        print("\n".join(benchmark_size(batch, hidden, args.reps, loop_cells)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
