@@ -29,4 +29,5 @@ CASES = [
     ("leaky-learned_alpha", "leaky", {"learn_alpha": True}, 2, True),
     ("leaky-per_unit_alpha", "leaky", {"alpha": [0.2, 0.9], "learn_alpha": True}, 2, True),
     ("leaky-nobias", "leaky", {"bias": False}, 1, True),
+    ("leaky-nonrecurrent", "leaky", {"recurrent": False, "learn_alpha": True}, 2, True),
 ]
