@@ -7,6 +7,15 @@ Backward, with :math:`\delta_t = \partial L / \partial (\text{pre-activation at 
     \quad \partial L/\partial h_{t-1} = \delta_t W_{hh},
     \quad \partial L/\partial W_{hh} = \sum_t \delta_t^\top h_{t-1},
     \quad \partial L/\partial xp_t = \delta_t.
+
+A finished sequence (``alive`` 0) outputs 0 and keeps its state: its step passes
+:math:`\partial L/\partial h_t` to :math:`h_{t-1}` unchanged and has :math:`\delta_t = 0`.
+
+Saved for the backward: ``(states, outputs)``. ``outputs`` are the activations, 0 where a sequence
+has finished (where :math:`\delta_t` is 0 whatever they hold); ``states`` is ``(T+1, B, H)``, the
+state before each step and the last, when ``alive`` is given, and only :math:`h_0` as
+``(1, B, H)`` otherwise, since then :math:`h_t` is ``outputs[t]``. The C++ kernel
+(``csrc/elman.cpp``) keeps the same tensors.
 """
 
 from __future__ import annotations
@@ -32,8 +41,8 @@ def parameters(cell: ElmanCell) -> Params:
 def forward(relu: bool, xp: Tensor, state: tuple[Tensor], params: Params, alive: Tensor | None):
     ops = extension.ops()
     if ops is not None:
-        outputs, h, hs, ys = ops.elman_forward(xp, state[0], *params, alive, relu)
-        return outputs, (h,), (hs, ys)
+        outputs, h, states = ops.elman_forward(xp, state[0], *params, alive, relu)
+        return outputs, (h,), (states, outputs)
     return _forward(relu, xp, state[0], *params, alive)
 
 
@@ -50,30 +59,37 @@ def _forward(relu: bool, xp: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | Non
     steps, batch, hidden = xp.shape
     if b_hh is not None:
         xp = xp + b_hh
-    hs = xp.new_empty(steps + 1, batch, hidden)  # the state before each step, and the last
-    ys = torch.empty_like(xp)  # the activation of each step, before masking
-    hs[0] = h
+    outputs = torch.empty_like(xp)
+    if alive is not None:
+        states = xp.new_empty(steps + 1, batch, hidden)
+        states[0] = h
+    else:
+        states = h.unsqueeze(0)
     for t in range(steps):
-        y = torch.addmm(xp[t], h, w_hh.t())
+        y = torch.addmm(xp[t], h, w_hh.t(), out=outputs[t])
         y = y.relu_() if relu else y.tanh_()
-        ys[t] = y
-        h = y if alive is None else torch.where(alive[t] > 0, y, h)
-        hs[t + 1] = h
-    outputs = ys if alive is None else ys * alive
-    return outputs, (h,), (hs, ys)
+        if alive is not None:
+            h = torch.where(alive[t] > 0, y, h, out=states[t + 1])
+            y.mul_(alive[t])  # a finished sequence outputs 0
+        else:
+            h = y
+    return outputs, (h.clone(),), (states, outputs)
 
 
-def _backward(relu: bool, hs: Tensor, ys: Tensor, w_hh: Tensor, b_hh: Tensor | None,
+def _backward(relu: bool, states: Tensor, outputs: Tensor, w_hh: Tensor, b_hh: Tensor | None,
               alive: Tensor | None, grad_outputs: Tensor, grad_h: Tensor):
-    deltas = torch.empty_like(ys)  # (T, B, H)
-    for t in range(ys.size(0) - 1, -1, -1):
+    deltas = torch.empty_like(outputs)  # (T, B, H)
+    for t in range(outputs.size(0) - 1, -1, -1):
         grad_y = grad_outputs[t] + grad_h
         if alive is not None:
             grad_y = grad_y * alive[t]
-        delta = grad_y * (ys[t] > 0) if relu else grad_y * (1 - ys[t] * ys[t])
+        y = outputs[t]
+        delta = grad_y * (y > 0) if relu else grad_y * (1 - y * y)
         deltas[t] = delta
         carried = torch.mm(delta, w_hh)
         grad_h = carried if alive is None else carried + grad_h * (1 - alive[t])
-    grad_w = deltas.flatten(0, 1).t().mm(hs[:-1].flatten(0, 1))  # Σ_t δ_tᵀ h_{t-1}
+    # Σ_t δ_tᵀ h_{t-1}, with h_{t-1} = outputs[t-1] after the first step when no sequence ends early
+    before = states[:-1] if alive is not None else torch.cat([states, outputs[:-1]])
+    grad_w = deltas.flatten(0, 1).t().mm(before.flatten(0, 1))
     grad_b = None if b_hh is None else deltas.sum((0, 1))
     return deltas, (grad_h,), (grad_w, grad_b)
