@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from rnnkit import Recurrent
+from rnnkit.cells import make_cell
+from rnnkit.engine import fused
 
 STEPS = 100
 
@@ -110,7 +112,8 @@ def benchmark_size(batch: int, hidden: int, reps: int, loop_cells: set[str]) -> 
     runs: dict[str, Callable[[], None]] = {}
     for name, cls in TORCH_CLASSES.items():
         runs[f"torch.nn.{name}"] = forward_backward(cls(hidden, hidden), x, grad)
-    for contender in CELLS:
+    available = [c for c in CELLS if fused.supports(make_cell(c.cell, hidden, hidden, **c.options))]
+    for contender in available:
         runs[contender.label] = forward_backward(
             Recurrent(contender.cell, hidden, hidden, executor="fused", **contender.options), x, grad)
         runs[f"{contender.label} floor"] = gemm_floor(contender, batch, hidden)
@@ -130,6 +133,9 @@ def benchmark_size(batch: int, hidden: int, reps: int, loop_cells: set[str]) -> 
     for name in TORCH_CLASSES:
         lines.append(f"| torch.nn.{name} | {ms[f'torch.nn.{name}']:.2f} | 1.00 | | |")
     for contender in CELLS:
+        if contender not in available:
+            lines.append(f"| {contender.label} | no fused kernel | | | |")
+            continue
         mine = ms[contender.label]
         loop = ms.get(f"{contender.label} loop")
         lines.append(
