@@ -82,8 +82,9 @@ inline at::vec::Vectorized<double> fast_tanh(const at::vec::Vectorized<double>& 
 
 // The BLAS that torch links (MKL on x86 builds), called directly on pointers: each step's product
 // then costs no tensor views and no dispatch. Weak, so that a torch without these symbols still
-// loads this library and the steps use at::mm_out instead.
+// loads this library and the steps use at::mm_out (and MKL's own threading) instead.
 extern "C" {
+int MKL_Set_Num_Threads_Local(int threads) __attribute__((weak));  // returns the previous setting
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
             const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
             const int* ldc) __attribute__((weak));
@@ -91,6 +92,27 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
             const int* ldc) __attribute__((weak));
 }
+
+// MKL splits even the smallest product over every thread; below this many multiply-adds per step
+// (B·H·H) one thread is faster here (B=16, H=64: 0.63 ms against 0.86 for forward and backward).
+constexpr int64_t kSerialGemmMacs = int64_t(1) << 17;
+
+// MKL on one thread for the scope, when each step's product is small (and MKL is torch's BLAS).
+class SerialSmallGemms {
+ public:
+  explicit SerialSmallGemms(int64_t macs)
+      : on_(MKL_Set_Num_Threads_Local != nullptr && macs <= kSerialGemmMacs),
+        previous_(on_ ? MKL_Set_Num_Threads_Local(1) : 0) {}
+  ~SerialSmallGemms() {
+    if (on_) MKL_Set_Num_Threads_Local(previous_);
+  }
+  SerialSmallGemms(const SerialSmallGemms&) = delete;
+  SerialSmallGemms& operator=(const SerialSmallGemms&) = delete;
+
+ private:
+  bool on_;
+  int previous_;
+};
 
 // c (rows, cols) = beta c + a (rows, inner) @ (b_transposed ? b^T : b), all row-major and dense:
 // b is (cols, inner) when transposed, else (inner, cols). beta is 0 or 1.
@@ -143,6 +165,7 @@ void forward_cpu(const at::Tensor& xp, const at::Tensor& h0, const at::Tensor& w
   const int64_t steps = xp.size(0), batch = xp.size(1), hidden = xp.size(2), plane = batch * hidden;
   const scalar_t* w = w_hh.data_ptr<scalar_t>();
   const bool kept = alive != nullptr;  // states kept apart from the (masked) outputs
+  const SerialSmallGemms serial(batch * hidden * hidden);
   for (int64_t t = 0; t < steps; ++t) {
     const scalar_t* p = kept ? states.data_ptr<scalar_t>() + t * plane
                              : (t == 0 ? h0.data_ptr<scalar_t>() : outputs.data_ptr<scalar_t>() + (t - 1) * plane);
@@ -180,6 +203,7 @@ void backward_cpu(const at::Tensor& states, const at::Tensor& outputs, const at:
   using Act = Activation<scalar_t, kRelu>;
   const int64_t steps = outputs.size(0), batch = outputs.size(1), hidden = outputs.size(2), plane = batch * hidden;
   const bool kept = alive != nullptr;
+  const SerialSmallGemms serial(batch * hidden * hidden);
   for (int64_t t = steps - 1; t >= 0; --t) {
     const scalar_t* y = outputs.data_ptr<scalar_t>() + t * plane;
     const scalar_t* go = grad_outputs.data_ptr<scalar_t>() + t * plane;

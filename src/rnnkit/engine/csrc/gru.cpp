@@ -4,16 +4,18 @@
 // math of a step is one vectorised pass over its rows, split over the cores; other devices
 // compose ATen operations. The reset-before loop also runs MUT1-3 (rnnkit/engine/fused/mut.py).
 
-// Vectorized<T> uses the SIMD registers only where a CPU_CAPABILITY is defined, as in torch's own
-// kernel files: name the one this -march=native build targets, before any ATen header.
-#if !defined(CPU_CAPABILITY)
+// Vectorized<T> uses the SIMD registers only where a CPU_CAPABILITY_* macro is defined, as ATen's
+// own build does per kernel file: name the one this -march=native build targets, before any ATen
+// header. The inline namespace (CPU_CAPABILITY) is this file's own, so that neither libtorch's nor
+// another translation unit's instantiations of at::vec can clash with these.
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
-#define CPU_CAPABILITY AVX512
 #define CPU_CAPABILITY_AVX512
+#define CPU_CAPABILITY rnnkit_gru_avx512
 #elif defined(__AVX2__) && defined(__FMA__)
-#define CPU_CAPABILITY AVX2
 #define CPU_CAPABILITY_AVX2
-#endif
+#define CPU_CAPABILITY rnnkit_gru_avx2
+#else
+#define CPU_CAPABILITY rnnkit_gru_default
 #endif
 
 #include <ATen/ATen.h>
@@ -40,7 +42,7 @@ enum ZReads : int64_t { kState = 0, kNothing = 1, kTanhState = 2 };
 
 // Rows of a step's gate math go to one thread until a step has this many elements: below it,
 // waking the second core costs more than it saves.
-constexpr int64_t kParallelElements = 4096;
+constexpr int64_t kParallelElements = 2048;
 
 template <typename T>
 inline Vec<T> load(const T* p, int64_t n) {

@@ -87,8 +87,9 @@ inline at::vec::Vectorized<double> fast_tanh(const at::vec::Vectorized<double>& 
 
 // The BLAS that torch links (MKL on x86 builds), called directly on pointers: each step's product
 // then costs no tensor views and no dispatch. Weak, so that a torch without these symbols still
-// loads this library and the steps use at::mm_out instead.
+// loads this library and the steps use at::mm_out (and MKL's own threading) instead.
 extern "C" {
+int MKL_Set_Num_Threads_Local(int threads) __attribute__((weak));  // returns the previous setting
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
             const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
             const int* ldc) __attribute__((weak));
@@ -96,6 +97,27 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
             const int* ldc) __attribute__((weak));
 }
+
+// MKL splits even the smallest product over every thread; below this many multiply-adds per step
+// (B·H·H) one thread is faster here (B=16, H=64: 0.63 ms against 0.86 for forward and backward).
+constexpr int64_t kSerialGemmMacs = int64_t(1) << 17;
+
+// MKL on one thread for the scope, when each step's product is small (and MKL is torch's BLAS).
+class SerialSmallGemms {
+ public:
+  explicit SerialSmallGemms(int64_t macs)
+      : on_(MKL_Set_Num_Threads_Local != nullptr && macs <= kSerialGemmMacs),
+        previous_(on_ ? MKL_Set_Num_Threads_Local(1) : 0) {}
+  ~SerialSmallGemms() {
+    if (on_) MKL_Set_Num_Threads_Local(previous_);
+  }
+  SerialSmallGemms(const SerialSmallGemms&) = delete;
+  SerialSmallGemms& operator=(const SerialSmallGemms&) = delete;
+
+ private:
+  bool on_;
+  int previous_;
+};
 
 // c (rows, cols) = beta c + a (rows, inner) @ (b_transposed ? b^T : b), all row-major and dense:
 // b is (cols, inner) when transposed, else (inner, cols). beta is 0 or 1.
@@ -244,6 +266,7 @@ void forward_cpu(const at::Tensor& xp, const at::Tensor& h0, const std::optional
       return;
     }
     const scalar_t* w = w_hh->data_ptr<scalar_t>();
+    const SerialSmallGemms serial(batch * hidden * hidden);
     for (int64_t t = 0; t < steps; ++t) {
       gemm<scalar_t>(batch, hidden, hidden, k.before(t), w, /*b_transposed=*/true, 0, k.vs + t * batch * hidden);
       for_unit_ranges<scalar_t>(batch, hidden, [&](int64_t j0, int64_t j1) {
@@ -276,6 +299,7 @@ void backward_cpu(const at::Tensor& states, const at::Tensor& outputs, const at:
       return;
     }
     const scalar_t* w = w_hh->data_ptr<scalar_t>();
+    const SerialSmallGemms serial(batch * hidden * hidden);
     for (int64_t t = steps - 1; t >= 0; --t) {
       for_unit_ranges<scalar_t>(batch, hidden, [&](int64_t j0, int64_t j1) {
         backward_step<scalar_t, true>(k, g, t, j0, j1);
