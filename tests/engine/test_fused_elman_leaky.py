@@ -61,7 +61,7 @@ def use_backend(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def outputs_and_gradients(model: Recurrent, x: torch.Tensor, state: torch.Tensor, lengths: torch.Tensor | None):
     output, (final,) = model(x, state, lengths=lengths)
-    weights = [torch.randn(t.shape, generator=torch.Generator().manual_seed(i), dtype=t.dtype)
+    weights = [torch.randn(t.shape, generator=torch.Generator().manual_seed(i)).to(t.dtype)
                for i, t in enumerate((output, final))]
     loss = (weights[0] * output).sum() + (weights[1] * final).sum()
     return output, final, torch.autograd.grad(loss, [x, state, *model.parameters()])
@@ -117,11 +117,33 @@ def test_fused_equals_loop_split_over_two_threads(option, backend, monkeypatch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("option", BOUNDED)
-def test_fused_equals_loop_with_saturated_units(option, backend, monkeypatch):
+def test_fused_is_as_accurate_as_loop_with_saturated_units(option, backend, monkeypatch):
     """Weights 8 times torch's initialisation: many units sit where tanh' = 1 - tanh² is tiny and
-    only an exact tanh near ±1 gets it right. (At 16 times, float32 itself parts ways.)"""
+    only an exact tanh near ±1 gets it right. There float32's own round-off, amplified through the
+    steps, reaches 1e-5 in the gradients, and two correct float32 computations that merely sum in
+    another order (a packed GEMM) part by as much: so both are measured against the float64 loop,
+    and the fused kernel must be within twice the loop's own error, everywhere."""
     use_backend(backend, monkeypatch)
-    assert_fused_equals_loop(option, 1, False, BATCH, LENGTHS, scale=8.0)
+    name, options = OPTIONS[option]
+    reference = Recurrent(name, SIZE, SIZE, executor="loop", **options)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.mul_(8.0)
+    model = Recurrent(name, SIZE, SIZE, executor="fused", **options)
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(STEPS, BATCH, SIZE, requires_grad=True)
+    state = torch.randn(1, BATCH, SIZE, requires_grad=True)
+    float32_loop = outputs_and_gradients(reference, x, state, LENGTHS)
+    fused_result = outputs_and_gradients(model, x, state, LENGTHS)
+    reference.double()
+    x64, state64 = (t.detach().double().requires_grad_() for t in (x, state))
+    truth = outputs_and_gradients(reference, x64, state64, LENGTHS)
+    labels = ["outputs", "final state", "d/d input", "d/d initial state", *(f"d/d {n}" for n, _ in model.named_parameters())]
+    flat = [[result[0], result[1], *result[2]] for result in (float32_loop, fused_result, truth)]
+    for label, loop_value, fused_value, true_value in zip(labels, *flat, strict=True):
+        loop_error = (loop_value.double() - true_value).abs().max().item()
+        fused_error = (fused_value.double() - true_value).abs().max().item()
+        assert fused_error <= 2 * loop_error + 1e-7, f"{label}: fused {fused_error:.3g}, loop {loop_error:.3g} from float64"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -4,33 +4,16 @@
 // math of a step is one vectorised pass over its rows, split over the cores; other devices
 // compose ATen operations. The reset-before loop also runs MUT1-3 (rnnkit/engine/fused/mut.py).
 
-// Vectorized<T> uses the SIMD registers only where a CPU_CAPABILITY_* macro is defined, as ATen's
-// own build does per kernel file: name the one this -march=native build targets, before any ATen
-// header. The inline namespace (CPU_CAPABILITY) is this file's own, so that neither libtorch's nor
-// another translation unit's instantiations of at::vec can clash with these.
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
-#define CPU_CAPABILITY_AVX512
-#define CPU_CAPABILITY rnnkit_gru_avx512
-#elif defined(__AVX2__) && defined(__FMA__)
-#define CPU_CAPABILITY_AVX2
-#define CPU_CAPABILITY rnnkit_gru_avx2
-#else
-#define CPU_CAPABILITY rnnkit_gru_default
-#endif
+#include "kernel_support.h"
 
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
-#include <torch/library.h>
-
-#include <algorithm>
-#include <limits>
 #include <optional>
 #include <utility>
 #include <vector>
 
 namespace {
+
+using rnnkit::fast_tanh;
+using rnnkit::StepProduct;
 
 using at::Tensor;
 using OptionalTensor = std::optional<Tensor>;
@@ -73,57 +56,6 @@ void for_each_lane_run(int64_t rows, int64_t width, const F& f) {
   });
 }
 
-// MKL's packed GEMM, where torch's CPU library carries MKL: weak, so that the library still loads
-// (and falls back to at::mm) where it does not. Values of MKL's CBLAS enums.
-extern "C" {
-size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
-void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
-                      int ld, float* dest) __attribute__((weak));
-void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
-                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
-}
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
-
-// One recurrent product per step, out (m × n) = [out +] a (m × k) · w with w (k × n) the same at
-// every step. On CPU in float32 MKL packs w once for all T steps: its plain GEMM would re-pack
-// (copy) the whole weight at every step, which costs as much as the product at small batches.
-class StepProduct {
- public:
-  StepProduct(const Tensor& w, int64_t m) : w_(w), m_(m) {
-    const bool mkl = cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
-    const bool row_major = w.stride(1) == 1;
-    const int64_t largest = std::max({m, w.size(0), w.size(1), w.stride(0), w.stride(1)});
-    if (!(mkl && w.is_cpu() && w.scalar_type() == at::kFloat && m > 0 && w.numel() > 0 &&
-          (row_major || w.stride(0) == 1) && largest < std::numeric_limits<int>::max())) {
-      return;
-    }
-    const int k = static_cast<int>(w.size(0)), n = static_cast<int>(w.size(1));
-    const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, static_cast<int>(m), n, k);
-    packed_ = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 1}, w.options());
-    cblas_sgemm_pack(kRowMajor, kBMatrix, row_major ? kNoTrans : kTrans, static_cast<int>(m), n, k, 1.0f,
-                     w.data_ptr<float>(), static_cast<int>(row_major ? w.stride(0) : w.stride(1)),
-                     packed_.data_ptr<float>());
-  }
-
-  // a and out: rows of contiguous elements (views into larger buffers allowed).
-  void operator()(Tensor& out, const Tensor& a, bool accumulate) const {
-    if (packed_.defined() && a.stride(1) == 1 && out.stride(1) == 1) {
-      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, static_cast<int>(m_), static_cast<int>(w_.size(1)),
-                          static_cast<int>(w_.size(0)), a.data_ptr<float>(), static_cast<int>(a.stride(0)),
-                          packed_.data_ptr<float>(), static_cast<int>(w_.size(1)), accumulate ? 1.0f : 0.0f,
-                          out.data_ptr<float>(), static_cast<int>(out.stride(0)));
-    } else if (accumulate) {
-      out.addmm_(a, w_);
-    } else {
-      at::mm_out(out, a, w_);
-    }
-  }
-
- private:
-  Tensor w_, packed_;
-  int64_t m_;
-};
-
 // ---------------------------------------------------------------------------------------------
 // Reset after the product (torch.nn.GRU): one product h W_hh^T per step.
 // Saved: hs (T+1, B, H), the state before each step and the last; gates (T, B, 4H): r, z, n and
@@ -148,7 +80,7 @@ void after_forward_step(const T* xp, const T* hh, const T* bias, const T* h, con
       h_n = h_n + load(bias + 2 * H + j, n);
     }
     const Vec<T> r = sigmoid(a_r), z = sigmoid(a_z);
-    const Vec<T> c = (load(x + 2 * H, n) + r * h_n).tanh();
+    const Vec<T> c = fast_tanh(load(x + 2 * H, n) + r * h_n);
     const Vec<T> h_prev = load(h + b * H + j, n);
     const Vec<T> y = c + z * (h_prev - c);
     T* g = gates + b * 4 * H + j;
@@ -342,7 +274,7 @@ void before_update_step(const T* xp, const T* pre_n, const T* bias, const T* h, 
   for_each_lane_run<T>(batch, H, [&](int64_t b, int64_t j, int64_t n) {
     Vec<T> a_n = load(xp + b * 3 * H + 2 * H + j, n) + load(pre_n + b * H + j, n);
     if (bias != nullptr) a_n = a_n + load(bias + 2 * H + j, n);
-    const Vec<T> c = a_n.tanh();
+    const Vec<T> c = fast_tanh(a_n);
     const Vec<T> z = load(gates + b * 3 * H + H + j, n);
     const Vec<T> h_prev = load(h + b * H + j, n);
     const Vec<T> y = z_takes_candidate ? h_prev + z * (c - h_prev) : c + z * (h_prev - c);
@@ -351,7 +283,7 @@ void before_update_step(const T* xp, const T* pre_n, const T* bias, const T* h, 
     const Vec<T> h_new = live ? y : h_prev;  // finished sequences keep their state
     store(h_new, h_next + b * H + j, n);
     store(live ? y : Vec<T>(T(0)), out + b * H + j, n);
-    if (squashed_next != nullptr) store(h_new.tanh(), squashed_next + b * H + j, n);
+    if (squashed_next != nullptr) store(fast_tanh(h_new), squashed_next + b * H + j, n);
   });
 }
 

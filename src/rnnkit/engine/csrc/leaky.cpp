@@ -16,141 +16,16 @@
 // ``vs`` holds v_t (T,B,H) with a recurrent matrix and is empty without, where the backward gets
 // xp instead.
 
-// ATen's SIMD types for the instruction set this library is built for (-march=native): the
-// capability macros select the implementation, and a namespace of our own keeps these inline
-// functions apart from libtorch's copies built for other instruction sets.
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
-#define CPU_CAPABILITY_AVX512
-#define CPU_CAPABILITY rnnkit_avx512
-#elif defined(__AVX2__) && defined(__FMA__)
-#define CPU_CAPABILITY_AVX2
-#define CPU_CAPABILITY rnnkit_avx2
-#else
-#define CPU_CAPABILITY rnnkit_default
-#endif
+#include "kernel_support.h"
 
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
-#include <torch/library.h>
-
-#include <algorithm>
 #include <optional>
-#include <type_traits>
 #include <vector>
 
 namespace {
 
-// Pointwise work below this many elements per parallel region runs on one thread: waking the
-// other costs more than it saves.
-constexpr int64_t kParallelElements = 8192;
-
-// Calls body(j0, j1) on ranges of hidden units, whole SIMD vectors apart, split over the threads;
-// ``rows`` is how many rows of the units each call will touch (for the grain size).
-template <typename scalar_t, typename Body>
-void for_unit_ranges(int64_t rows, int64_t units, const Body& body) {
-  constexpr int64_t width = at::vec::Vectorized<scalar_t>::size();
-  const int64_t blocks = (units + width - 1) / width;
-  const int64_t grain = std::max<int64_t>(1, kParallelElements / std::max<int64_t>(1, rows * width));
-  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-    body(b0 * width, std::min(units, b1 * width));
-  });
-}
-
-// tanh for float, ~3x faster than ATen's Vectorized::tanh (Sleef's, 1.6 ns per element here):
-// below |x| = 2.5 Eigen's rational function (a 13/6-degree odd/even pair, within 2.5e-7 of tanh),
-// above it 1 - 2 / (exp(2|x|) + 1), as exact as Sleef's where tanh nears ±1 and the derivative
-// 1 - tanh² that the backward takes from it is the small difference. Double keeps Sleef's.
-inline at::vec::Vectorized<float> fast_tanh(const at::vec::Vectorized<float>& a) {
-  using Vec = at::vec::Vectorized<float>;
-  const Vec x = at::vec::clamp(a, Vec(-7.99881172180175781f), Vec(7.99881172180175781f));
-  const Vec x2 = x * x;
-  Vec p = at::vec::fmadd(x2, Vec(-2.76076847742355e-16f), Vec(2.00018790482477e-13f));
-  p = at::vec::fmadd(x2, p, Vec(-8.60467152213735e-11f));
-  p = at::vec::fmadd(x2, p, Vec(5.12229709037114e-08f));
-  p = at::vec::fmadd(x2, p, Vec(1.48572235717979e-05f));
-  p = at::vec::fmadd(x2, p, Vec(6.37261928875436e-04f));
-  p = at::vec::fmadd(x2, p, Vec(4.89352455891786e-03f));
-  Vec q = at::vec::fmadd(x2, Vec(1.19825839466702e-06f), Vec(1.18534705686654e-04f));
-  q = at::vec::fmadd(x2, q, Vec(2.26843463243900e-03f));
-  q = at::vec::fmadd(x2, q, Vec(4.89352518554385e-03f));
-  const Vec rational = Vec::blendv(p * x / q, a, a.abs() < Vec(0.0004f));  // tanh x = x in float near 0
-  const Vec saturated = a.abs() >= Vec(2.5f);
-  if (saturated.zero_mask() == (1 << Vec::size()) - 1) return rational;  // no lane at or past 2.5
-  const Vec e = at::vec::minimum(a.abs() * Vec(2.0f), Vec(18.0f)).exp_u20();  // 18: tanh 9 = 1 in float
-  const Vec magnitude = Vec(1.0f) - Vec(2.0f) / (e + Vec(1.0f));
-  return Vec::blendv(rational, Vec::blendv(magnitude, magnitude.neg(), a < Vec(0.0f)), saturated);
-}
-
-inline at::vec::Vectorized<double> fast_tanh(const at::vec::Vectorized<double>& a) { return a.tanh(); }
-
-// The BLAS that torch links (MKL on x86 builds), called directly on pointers: each step's product
-// then costs no tensor views and no dispatch. Weak, so that a torch without these symbols still
-// loads this library and the steps use at::mm_out (and MKL's own threading) instead.
-extern "C" {
-int MKL_Set_Num_Threads_Local(int threads) __attribute__((weak));  // returns the previous setting
-void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
-            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
-            const int* ldc) __attribute__((weak));
-void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
-            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
-            const int* ldc) __attribute__((weak));
-}
-
-// MKL splits even the smallest product over every thread; below this many multiply-adds per step
-// (B·H·H) one thread is faster here (B=16, H=64: 0.63 ms against 0.86 for forward and backward).
-constexpr int64_t kSerialGemmMacs = int64_t(1) << 17;
-
-// MKL on one thread for the scope, when each step's product is small (and MKL is torch's BLAS).
-class SerialSmallGemms {
- public:
-  explicit SerialSmallGemms(int64_t macs)
-      : on_(MKL_Set_Num_Threads_Local != nullptr && macs <= kSerialGemmMacs),
-        previous_(on_ ? MKL_Set_Num_Threads_Local(1) : 0) {}
-  ~SerialSmallGemms() {
-    if (on_) MKL_Set_Num_Threads_Local(previous_);
-  }
-  SerialSmallGemms(const SerialSmallGemms&) = delete;
-  SerialSmallGemms& operator=(const SerialSmallGemms&) = delete;
-
- private:
-  bool on_;
-  int previous_;
-};
-
-// c (rows, cols) = beta c + a (rows, inner) @ (b_transposed ? b^T : b), all row-major and dense:
-// b is (cols, inner) when transposed, else (inner, cols). beta is 0 or 1.
-template <typename scalar_t>
-void gemm(int64_t rows, int64_t cols, int64_t inner, const scalar_t* a, const scalar_t* b, bool b_transposed,
-          scalar_t beta, scalar_t* c) {
-  // Row-major c = a op(b) is column-major c^T = op(b)^T a^T: BLAS sees b first.
-  const int m = static_cast<int>(cols), n = static_cast<int>(rows), k = static_cast<int>(inner);
-  const int lda = b_transposed ? k : m, ldb = k, ldc = m;
-  const char* transa = b_transposed ? "T" : "N";
-  const scalar_t one = 1;
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    if (sgemm_ != nullptr && rows > 0 && cols > 0 && inner > 0) {
-      sgemm_(transa, "N", &m, &n, &k, &one, b, &lda, a, &ldb, &beta, c, &ldc);
-      return;
-    }
-  } else {
-    if (dgemm_ != nullptr && rows > 0 && cols > 0 && inner > 0) {
-      dgemm_(transa, "N", &m, &n, &k, &one, b, &lda, a, &ldb, &beta, c, &ldc);
-      return;
-    }
-  }
-  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
-  const at::Tensor a_t = at::from_blob(const_cast<scalar_t*>(a), {rows, inner}, options);
-  const at::Tensor b_t = b_transposed ? at::from_blob(const_cast<scalar_t*>(b), {cols, inner}, options).t()
-                                      : at::from_blob(const_cast<scalar_t*>(b), {inner, cols}, options);
-  at::Tensor c_t = at::from_blob(c, {rows, cols}, options);
-  if (beta == scalar_t(0)) {
-    at::mm_out(c_t, a_t, b_t);
-  } else {
-    c_t.addmm_(a_t, b_t);
-  }
-}
+using rnnkit::fast_tanh;
+using rnnkit::for_unit_ranges;
+using rnnkit::StepProduct;
 
 template <typename scalar_t>
 struct Buffers {
@@ -265,10 +140,9 @@ void forward_cpu(const at::Tensor& xp, const at::Tensor& h0, const std::optional
       });
       return;
     }
-    const scalar_t* w = w_hh->data_ptr<scalar_t>();
-    const SerialSmallGemms serial(batch * hidden * hidden);
+    const StepProduct recurrent(w_hh->t(), batch);  // mu_{t-1} W_hh^T
     for (int64_t t = 0; t < steps; ++t) {
-      gemm<scalar_t>(batch, hidden, hidden, k.before(t), w, /*b_transposed=*/true, 0, k.vs + t * batch * hidden);
+      recurrent(k.before(t), k.vs + t * batch * hidden, /*accumulate=*/false);
       for_unit_ranges<scalar_t>(batch, hidden, [&](int64_t j0, int64_t j1) {
         forward_step<scalar_t, true>(k, t, j0, j1);
       });
@@ -298,14 +172,12 @@ void backward_cpu(const at::Tensor& states, const at::Tensor& outputs, const at:
       if (steps % 2 == 1) std::swap(grad_h, grad_next);  // where the last step wrote
       return;
     }
-    const scalar_t* w = w_hh->data_ptr<scalar_t>();
-    const SerialSmallGemms serial(batch * hidden * hidden);
+    const StepProduct recurrent(*w_hh, batch);  // delta_t W_hh
     for (int64_t t = steps - 1; t >= 0; --t) {
       for_unit_ranges<scalar_t>(batch, hidden, [&](int64_t j0, int64_t j1) {
         backward_step<scalar_t, true>(k, g, t, j0, j1);
       });
-      gemm<scalar_t>(batch, hidden, hidden, g.deltas + t * batch * hidden, w, /*b_transposed=*/false, 1,
-                     g.grad_next);  // + delta_t W_hh
+      recurrent(g.deltas + t * batch * hidden, g.grad_next, /*accumulate=*/true);  // + delta_t W_hh
       std::swap(g.grad_h, g.grad_next);
       std::swap(grad_h, grad_next);
     }
@@ -424,19 +296,7 @@ std::vector<at::Tensor> leaky_backward(const at::Tensor& states, const at::Tenso
     backward_composed(states, outputs, saved_v, w_hh, alpha, oma, alive, grad_outputs, deltas, dalpha, grad_h);
   }
   at::Tensor grad_w, grad_b;
-  if (w_hh) {  // dL/dW_hh = sum_t delta_t^T mu_{t-1}, as one GEMM over all steps
-    if (steps == 0) {
-      grad_w = at::zeros_like(*w_hh);
-    } else if (states.size(0) == steps + 1) {
-      grad_w = deltas.view({steps * batch, hidden}).t().mm(states.narrow(0, 0, steps).view({steps * batch, hidden}));
-    } else {
-      grad_w = deltas[0].t().mm(states[0]);
-      if (steps > 1) {
-        grad_w.addmm_(deltas.narrow(0, 1, steps - 1).view({(steps - 1) * batch, hidden}).t(),
-                      outputs.narrow(0, 0, steps - 1).view({(steps - 1) * batch, hidden}));
-      }
-    }
-  }
+  if (w_hh) grad_w = rnnkit::recurrent_weight_gradient(deltas, states, outputs, *w_hh);
   if (b_hh) grad_b = deltas.sum({0, 1});
   // through alpha = sigmoid(alpha_logit): d alpha / d logit = alpha (1 - alpha)
   at::Tensor grad_logit = dalpha.sum(0) * alpha * oma;

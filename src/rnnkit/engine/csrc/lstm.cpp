@@ -7,31 +7,15 @@
 // memory on CPU (SIMD, split over the threads) and composed ATen ops on other devices. The
 // parameters' gradients are reductions over all steps after the loop.
 
-// at::vec picks its SIMD width from these macros, which ATen's own build sets per kernel file; the
-// library is built with -march=native, so use what the compiler may emit. The inline namespace is
-// this file's own, so that no other translation unit's at::vec can clash with it.
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
-#define CPU_CAPABILITY_AVX512
-#define CPU_CAPABILITY rnnkit_lstm_avx512
-#elif defined(__AVX2__) && defined(__FMA__)
-#define CPU_CAPABILITY_AVX2
-#define CPU_CAPABILITY rnnkit_lstm_avx2
-#else
-#define CPU_CAPABILITY rnnkit_lstm_default
-#endif
+#include "kernel_support.h"
 
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
-#include <torch/library.h>
-
-#include <algorithm>
-#include <type_traits>
 #include <optional>
 #include <vector>
 
 namespace {
+
+using rnnkit::fast_tanh;
+using rnnkit::StepProduct;
 
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
@@ -47,81 +31,10 @@ inline Vectorized<T> sigmoid(const Vectorized<T>& x) {
   return one / (one + x.neg().exp_u20());  // exp_u20: 20 ulp in float (Sleef's 1 ulp in double)
 }
 
-// tanh in float as 1 - 2 / (1 + e^{2x}), with the odd Taylor series near 0 where that difference
-// cancels: within 2e-7 absolute and 1.2e-6 relative of tanh over all floats, at under half the cost
-// of Sleef's tanh, which double keeps (gradcheck's finite differences need its precision).
-template <typename T>
-inline Vectorized<T> tanh(const Vectorized<T>& x) {
-  using Vec = Vectorized<T>;
-  if constexpr (!std::is_same_v<T, float>) {
-    return x.tanh();
-  } else {
-    const Vec one(1.0f), two(2.0f);
-    const Vec far = one - two / (one + (x + x).exp_u20());
-    const Vec x2 = x * x;
-    Vec series = at::vec::fmadd(x2, Vec(-17.0f / 315.0f), Vec(2.0f / 15.0f));  // x - x^3/3 + 2x^5/15 - 17x^7/315
-    series = at::vec::fmadd(x2, series, Vec(-1.0f / 3.0f));
-    series = at::vec::fmadd(x2, series, one);
-    return Vec::blendv(far, x * series, x.abs() < Vec(0.125f));
-  }
-}
-
 template <typename T>
 inline const T* ptr_or_null(const OptTensor& t) {
   return t ? t->data_ptr<T>() : nullptr;
 }
-
-// MKL's packed GEMM, where torch was built with MKL (weak: absent otherwise, and then null).
-// CBLAS constants: row-major 101, no transpose 111, transpose 112, packed 151, B matrix 162.
-extern "C" {
-size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
-void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
-                      int ld, float* dest) __attribute__((weak));
-void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
-                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
-}
-
-// One of the loop's per-step products y (m x n) = a (m x k) op(W), or y += ..., with the same
-// weight at every step: on CPU in float, W is packed once for MKL (saving the repacking of a
-// (4H x H) matrix that every GEMM of a small batch otherwise pays), else at::mm of the same shapes.
-template <typename T>
-class StepProduct {
- public:
-  // op(W) = W^T (n x k) when transpose, else W (k x n); W contiguous
-  StepProduct(const Tensor& w, bool transpose, int64_t m)
-      : op_w_(transpose ? w.t() : w), m_(m), n_(op_w_.size(1)), k_(op_w_.size(0)) {
-    constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kMatrixB = 162;
-    if constexpr (std::is_same_v<T, float>) {
-      const bool fits = std::max({m_, n_, k_}) < (int64_t(1) << 30);
-      if (w.device().is_cpu() && fits && cblas_sgemm_pack_get_size && cblas_sgemm_pack && cblas_sgemm_compute) {
-        const size_t bytes = cblas_sgemm_pack_get_size(kMatrixB, m_, n_, k_);
-        packed_ = at::empty({static_cast<int64_t>(bytes)}, w.options().dtype(at::kByte));
-        cblas_sgemm_pack(kRowMajor, kMatrixB, transpose ? kTrans : kNoTrans, m_, n_, k_, 1.0f,
-                         w.data_ptr<float>(), w.size(1), reinterpret_cast<float*>(packed_.data_ptr()));
-      }
-    }
-  }
-
-  void operator()(const T* a, T* y, bool accumulate) const {
-    constexpr int kRowMajor = 101, kNoTrans = 111, kPacked = 151;
-    if constexpr (std::is_same_v<T, float>) {
-      if (packed_.defined()) {
-        cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_,
-                            reinterpret_cast<const float*>(packed_.data_ptr()), n_, accumulate ? 1.0f : 0.0f, y, n_);
-        return;
-      }
-    }
-    const auto options = op_w_.options();
-    Tensor out = at::from_blob(y, {m_, n_}, options);
-    const Tensor in = at::from_blob(const_cast<T*>(a), {m_, k_}, options);
-    accumulate ? out.addmm_(in, op_w_) : at::mm_out(out, in, op_w_);
-  }
-
- private:
-  Tensor op_w_;
-  int64_t m_, n_, k_;
-  Tensor packed_;  // bytes of MKL's packed op(W), or undefined
-};
 
 // Runs fn(b, j0, j1) over the (rows x width) elements of one step, split over the threads.
 template <typename Fn>
@@ -187,12 +100,12 @@ void forward_step(const Cell<T>& cell, T* a, const T* c_prev, T* c_out, T* m_out
         f = sigmoid(af);
         f.store(row + of + j, n);
       }
-      const Vec g = tanh(Vec::loadu(row + og + j, n));
+      const Vec g = fast_tanh(Vec::loadu(row + og + j, n));
       const Vec c = at::vec::fmadd(f, cp, i * g);
       Vec ao = Vec::loadu(row + oo + j, n);
       if constexpr (kPeephole) ao = at::vec::fmadd(Vec::loadu(cell.w_co + j, n), c, ao);
       const Vec o = sigmoid(ao);
-      const Vec m = o * tanh(c);
+      const Vec m = o * fast_tanh(c);
       i.store(row + oi + j, n);
       g.store(row + og + j, n);
       o.store(row + oo + j, n);
@@ -235,7 +148,7 @@ void backward_step(const Cell<T>& cell, const T* acts, const T* c_prev, const T*
       const Vec g = Vec::loadu(row + og + j, n);
       const Vec o = Vec::loadu(row + oo + j, n);
       const Vec cp = Vec::loadu(c_prev + r + j, n);
-      const Vec tc = tanh(Vec::loadu(c_new + r + j, n));
+      const Vec tc = fast_tanh(Vec::loadu(c_new + r + j, n));
       const Vec d_o = dm * tc * o * (one - o);
       Vec dc = at::vec::fmadd(dm * o, one - tc * tc, Vec::loadu(gc + r + j, n));
       if constexpr (kPeephole) dc = at::vec::fmadd(d_o, Vec::loadu(cell.w_co + j, n), dc);
@@ -302,8 +215,8 @@ void forward_cpu(Forward& f, const Tensor& w_hh, const OptTensor& w_ci, const Op
     using T = scalar_t;
     const Cell<T> cell{batch, hidden, f.gates.size(2), ptr_or_null<T>(w_ci), ptr_or_null<T>(w_cf),
                        ptr_or_null<T>(w_co), coupled};
-    const StepProduct<T> recurrent(w_hh, /*transpose=*/true, batch);  // a_t += h_{t-1} W_hh^T
-    const StepProduct<T> projection = w_hr ? StepProduct<T>(*w_hr, true, batch) : recurrent;  // h_t = m_t W_hr^T
+    const StepProduct recurrent(w_hh.t(), batch);  // a_t += h_{t-1} W_hh^T
+    const StepProduct projection = w_hr ? StepProduct(w_hr->t(), batch) : recurrent;  // h_t = m_t W_hr^T
     T* a = f.gates.data_ptr<T>();
     T* h = f.hs.data_ptr<T>();
     T* c = f.cs.data_ptr<T>();
@@ -414,8 +327,8 @@ void backward_cpu(Backward& bw, const Tensor& w_hh, const OptTensor& w_ci, const
     using T = scalar_t;
     const Cell<T> cell{batch, hidden, bw.gates.size(2), ptr_or_null<T>(w_ci), ptr_or_null<T>(w_cf),
                        ptr_or_null<T>(w_co), coupled};
-    const StepProduct<T> recurrent(w_hh, /*transpose=*/false, batch);                  // dh_{t-1} = delta_t W_hh
-    const StepProduct<T> projection = w_hr ? StepProduct<T>(*w_hr, false, batch) : recurrent;  // dm_t = dh_t W_hr
+    const StepProduct recurrent(w_hh, batch);                  // dh_{t-1} = delta_t W_hh
+    const StepProduct projection = w_hr ? StepProduct(*w_hr, batch) : recurrent;  // dm_t = dh_t W_hr
     const T* a = bw.gates.data_ptr<T>();
     const T* c = bw.cs.data_ptr<T>();
     const T* gout = bw.grad_outputs.data_ptr<T>();

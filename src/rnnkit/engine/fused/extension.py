@@ -12,6 +12,7 @@ skips the build.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCES = sorted((Path(__file__).resolve().parents[1] / "csrc").glob("*.cpp"))
+HEADERS = sorted((Path(__file__).resolve().parents[1] / "csrc").glob("*.h"))
 BACKEND_VARIABLE = "RNNKIT_FUSED_BACKEND"
 
 
@@ -38,7 +40,7 @@ def ops() -> Any | None:
             sources=[str(source) for source in SOURCES],
             # -fopenmp: at::parallel_for splits pointwise loops over the cores only with OpenMP.
             # -march=native: the library is built and cached on the machine that runs it.
-            extra_cflags=["-O3", "-march=native", "-fopenmp"],
+            extra_cflags=["-O3", "-march=native", "-fopenmp", _headers_digest()],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
             verbose=False,
@@ -47,6 +49,13 @@ def ops() -> Any | None:
         log.warning("the fused C++ kernels could not be built (%s); using their Python versions", _first_line(error))
         return None
     return torch.ops.rnnkit
+
+
+def _headers_digest() -> str:
+    """A define naming the headers' contents: torch rebuilds a cached library when its sources or
+    flags change, and the headers are neither, so their digest rides along as a flag."""
+    digest = hashlib.sha256(b"".join(header.read_bytes() for header in HEADERS)).hexdigest()[:16]
+    return f"-DRNNKIT_HEADERS_DIGEST={digest}"
 
 
 def _first_line(error: BaseException) -> str:
