@@ -107,34 +107,16 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(run, (x, mu, *parameters))
 
 
-LAYOUTS = {"1-layer": (1, False), "2-layers": (2, False), "bidirectional": (1, True)}
-
-
-@pytest.mark.parametrize("lengths", [None, torch.tensor([9, 3, 6])], ids=["full", "lengths"])
-@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
-def test_scan_runs_every_layer_of_a_stack(layout, lengths):
-    """In a stack, bidirectional or not, with the same weights: the scan equals the loop."""
-    num_layers, bidirectional = layout
-    options = {**OPTIONS["learned_alpha"], "recurrent": False}
-    reference = Recurrent("leaky", INPUT, HIDDEN, num_layers, bidirectional, executor="loop", **options)
-    model = Recurrent("leaky", INPUT, HIDDEN, num_layers, bidirectional, executor="loop", **options)
-    model.load_state_dict(reference.state_dict())
-    model.executors = [run_scan] * len(model.cells)  # until the executor is registered by name
-    x = torch.randn(9, BATCH, INPUT, requires_grad=True)
-    expected, actual = (m(x, lengths=lengths) for m in (reference, model))
-    torch.testing.assert_close(actual[0], expected[0], **TOL)
-    torch.testing.assert_close(actual[1], expected[1], **TOL)
-    grads = [torch.autograd.grad(out[0].sum() + out[1][0].sum(), [x, *m.parameters()])
-             for out, m in ((expected, reference), (actual, model))]
-    for got, want in zip(grads[1], grads[0], strict=True):
-        torch.testing.assert_close(got, want, **TOL)
-
-
 def test_supports_only_state_linear_cells():
     assert supports(LeakyCell(INPUT, HIDDEN, recurrent=False))
     assert not supports(LeakyCell(INPUT, HIDDEN))
     assert not supports(ElmanCell(INPUT, HIDDEN))
     assert not supports(GRUCell(INPUT, HIDDEN))
+
+
+def test_recurrent_refuses_the_scan_for_a_nonlinear_cell():
+    with pytest.raises(ValueError, match="the scan executor cannot run LeakyCell"):
+        Recurrent("leaky", INPUT, HIDDEN, executor="scan")
 
 
 def test_a_leaky_cell_without_recurrence_reads_only_its_input():

@@ -3,7 +3,8 @@
 An executor runs a cell over a whole sequence: ``executor(cell, x, state, lengths) ->
 (outputs, final_state)`` where ``x`` is the layer's input ``(T, B, I)``. ``loop`` and ``fused``
 start with the input projection of all steps as one GEMM; ``native`` hands the whole layer to
-torch.nn's own kernels. Every executor must agree with ``loop``, the reference, in outputs, final
+torch.nn's own kernels; ``scan`` computes recurrences that are linear in the state (leaky units
+without a recurrent matrix) by a parallel prefix scan. Every executor must agree with ``loop``, the reference, in outputs, final
 states and gradients.
 """
 
@@ -15,13 +16,13 @@ from types import MappingProxyType
 from torch import Tensor
 
 from ..cells.base import RecurrentCell, State
-from . import fused, native
+from . import fused, native, scan
 from .loop import run_loop
 
 Executor = Callable[[RecurrentCell, Tensor, State, "Tensor | None"], tuple[Tensor, State]]
 
 EXECUTORS: MappingProxyType[str, Executor] = MappingProxyType(
-    {"loop": run_loop, "fused": fused.run_fused, "native": native.run_native}
+    {"loop": run_loop, "fused": fused.run_fused, "native": native.run_native, "scan": scan.run_scan}
 )
 
 
@@ -30,7 +31,7 @@ def _runs_any_cell(cell: RecurrentCell) -> bool:
 
 
 _SUPPORTS: MappingProxyType[str, Callable[[RecurrentCell], bool]] = MappingProxyType(
-    {"loop": _runs_any_cell, "fused": fused.supports, "native": native.supports}
+    {"loop": _runs_any_cell, "fused": fused.supports, "native": native.supports, "scan": scan.supports}
 )
 
 
@@ -42,8 +43,9 @@ def executor_names() -> list[str]:
 def select_executor(name: str, cell: RecurrentCell) -> Executor:
     """The executor called ``name`` for ``cell``; ``"auto"`` picks the fastest correct one.
 
-    ``auto`` prefers the fused kernel, which covers every built-in cell, and falls back to the
-    reference loop for cells without one.
+    ``auto`` prefers the fused kernel, which covers every built-in cell (and beats ``scan`` at
+    every length measured, see BENCHMARKS.md), and falls back to the reference loop for cells
+    without one.
     """
     if name == "auto":
         return fused.run_fused if fused.supports(cell) else run_loop
