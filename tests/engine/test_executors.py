@@ -13,9 +13,8 @@ from cell_cases import CASES
 
 from rnnkit import Recurrent
 from rnnkit.cells import make_cell
-from rnnkit.engine import EXECUTORS, fused, native, scan, select_executor
+from rnnkit.engine import EXECUTORS, fastest_executor, fused, native, scan
 from rnnkit.engine.fused import extension
-from rnnkit.engine.loop import run_loop
 
 # torch's own kernel choice for projected LSTMs, not rnnkit's concern
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
@@ -96,8 +95,23 @@ def test_executor_equals_loop(configuration, variant, layout, lengths, monkeypat
 def test_auto_picks_a_kernel_that_runs_the_cell(configuration):
     name, options = configuration
     cell = make_cell(name, SIZE, SIZE, **options)
-    chosen = select_executor("auto", cell)
-    assert chosen is (fused.run_fused if fused.supports(cell) else run_loop)
+    plain_lstm = name == "lstm" and not options.get("proj_size") and native.supports(cell)
+    cpu = torch.device("cpu")
+    expected = native.run_native if plain_lstm else fused.run_fused
+    assert fastest_executor(cell, cpu, with_lengths=False) is expected
+    assert fastest_executor(cell, cpu, with_lengths=True) is fused.run_fused
+    cuda = torch.device("cuda")
+    assert fastest_executor(cell, cuda, with_lengths=True) is (native.run_native if native.supports(cell) else fused.run_fused)
+
+
+def test_auto_runs_the_chosen_executor():
+    """``auto`` decides per call; its results are the loop's (the executors' equivalence above)."""
+    reference = Recurrent("lstm", SIZE, SIZE, executor="loop")
+    model = Recurrent("lstm", SIZE, SIZE)
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(STEPS, BATCH, SIZE)
+    for lengths in (None, LENGTHS):
+        torch.testing.assert_close(model(x, lengths=lengths)[0], reference(x, lengths=lengths)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_native_refuses_cells_torch_does_not_have():

@@ -16,7 +16,7 @@ import torch
 
 from rnnkit import Recurrent
 from rnnkit.cells import ElmanCell, LeakyCell
-from rnnkit.engine import fused, select_executor
+from rnnkit.engine import fused
 from rnnkit.engine.fused import FusedRecurrence, extension
 
 BACKENDS = ["cpp", "python"]
@@ -225,10 +225,3 @@ def test_composed_ops_path_equals_loop(option):
         pytest.skip("the C++ kernels could not be built here (no compiler?)")
     assert_fused_equals_loop(option, 1, True, BATCH, LENGTHS, dtype=torch.bfloat16,
                              tol={"rtol": 0.1, "atol": 0.1})
-
-
-@pytest.mark.parametrize("option", OPTIONS)
-def test_auto_runs_the_fused_kernel(option):
-    name, options = OPTIONS[option]
-    cell = (ElmanCell if name == "elman" else LeakyCell)(SIZE, SIZE, **options)
-    assert select_executor("auto", cell) is fused.run_fused

@@ -16,7 +16,7 @@ import torch
 
 from rnnkit import Recurrent
 from rnnkit.cells import GRUCell
-from rnnkit.engine import fused, select_executor
+from rnnkit.engine import fused
 from rnnkit.engine.fused import FusedRecurrence, extension, gru
 
 BACKENDS = ["cpp", "python"]
@@ -137,8 +137,7 @@ def test_gradcheck(backend, options, monkeypatch):
 
 
 @pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
-def test_auto_runs_the_gru_fused(reset_after):
+def test_the_gru_kernel_runs_both_placements(reset_after):
     cell = GRUCell(3, 4, reset_after=reset_after)
     assert fused.supports(cell)
-    assert select_executor("auto", cell) is fused.run_fused
     assert gru.flags(cell) == gru.Variant(reset_after=reset_after)

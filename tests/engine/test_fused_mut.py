@@ -20,7 +20,7 @@ from test_fused_gru import (
 )
 
 from rnnkit.cells import MUT1Cell, MUT2Cell, MUT3Cell
-from rnnkit.engine import fused, select_executor
+from rnnkit.engine import fused
 from rnnkit.engine.fused import FusedRecurrence, extension, mut
 
 LAYOUTS = {"1-layer": (1, False), "2-layers": (2, False), "bidirectional": (1, True)}
@@ -95,4 +95,3 @@ def test_flags_tell_the_mutants_apart():
     for cls in CELLS.values():
         cell = cls(3, 3)
         assert fused.supports(cell)
-        assert select_executor("auto", cell) is fused.run_fused
