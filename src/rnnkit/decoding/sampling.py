@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..models.language_model import LanguageModel
+from .stepper import Choice, Choose, LanguageModelStepper, decode
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,18 @@ def choose_next(logits: Tensor, options: SamplingOptions, generator: torch.Gener
     return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
 
 
-@torch.no_grad()
+def sampling_choice(options: SamplingOptions, generator: torch.Generator | None = None) -> Choose:
+    """The :func:`~rnnkit.decoding.stepper.decode` chooser that picks each next token by
+    :func:`choose_next`: argmax, or a draw from the tempered, top-k-truncated softmax."""
+
+    def choose(scores: Tensor) -> Choice:
+        return choose_next(scores, options, generator), None  # each row continues itself
+
+    return choose
+
+
 def generate(
-    model: LanguageModel,
+    model: nn.Module,
     prime: Tensor,
     length: int,
     options: SamplingOptions,
@@ -53,16 +62,11 @@ def generate(
 ) -> Iterator[int]:
     """Yield ``length`` token ids that continue ``prime`` (a non-empty 1-D tensor of ids).
 
-    The prime is read in one pass; each generated token is fed back as the next input.
+    ``model`` is a :class:`~rnnkit.models.LanguageModel`, switched to evaluation mode. The prime
+    is read in one pass; each generated token is fed back as the next input.
     """
     if prime.numel() == 0:
         raise ValueError("the prime must hold at least one token")
-    model.eval()
-    logits, state = model(prime.view(-1, 1))  # (T, 1, V)
-    last = logits[-1]  # (1, V)
-    for produced in range(1, length + 1):
-        token = choose_next(last, options, generator)  # (1,)
-        yield int(token)
-        if produced < length:
-            logits, state = model(token.view(1, 1), state)
-            last = logits[-1]
+    stepper = LanguageModelStepper(model)
+    for token in decode(stepper, prime.view(-1, 1), length, sampling_choice(options, generator)):
+        yield int(token)  # token: (1,)
