@@ -9,15 +9,13 @@ hand-derived BPTT (C++ and the Python fall-back).
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 from cell_cases import CASES
 from torch.func import functional_call
 
 from rnnkit import Recurrent
-from rnnkit.cells import PRESETS, REGISTRY, cell_names, cell_options
+from rnnkit.cells import PRESETS, REGISTRY, cell_names, cell_options, make_cell
 from rnnkit.engine import fused
 from rnnkit.engine.fused import extension
 
@@ -27,19 +25,21 @@ EXECUTORS = [("loop", None), ("fused", "cpp"), ("fused", "python")]
 STEPS, BATCH, SIZE = 4, 2, 2  # I = H, because MUT1 and MUT2 need it
 LENGTHS = torch.tensor([4, 2])
 
-@pytest.mark.parametrize(("executor", "backend"), EXECUTORS, ids=["loop", "fused-cpp", "fused-python"])
-@pytest.mark.parametrize(
-    ("name", "options", "num_layers", "bidirectional"),
-    [c[1:] for c in CASES],
-    ids=[c[0] for c in CASES],
-)
+# every case through the loop, and through both fused back-ends where the cell has a kernel family
+RUNS = [
+    pytest.param(name, options, num_layers, bidirectional, executor, backend, id=f"{case}-{variant}")
+    for case, name, options, num_layers, bidirectional in CASES
+    for (executor, backend), variant in zip(EXECUTORS, ["loop", "fused-cpp", "fused-python"], strict=True)
+    if executor == "loop" or fused.supports(make_cell(name, SIZE, SIZE, **options))
+]
+
+
+@pytest.mark.parametrize(("name", "options", "num_layers", "bidirectional", "executor", "backend"), RUNS)
 def test_gradcheck(name, options, num_layers, bidirectional, executor, backend, monkeypatch):
     model = Recurrent(
         name, SIZE, SIZE, num_layers=num_layers, bidirectional=bidirectional, executor="loop", **options
     )
     if executor == "fused":
-        if not fused.supports(model.cells[0]):
-            pytest.skip(f"no fused kernel for {name} yet")
         if backend == "cpp" and extension.ops() is None:
             pytest.skip("the C++ kernels could not be built here (no compiler?)")
         if backend == "python":
@@ -79,7 +79,7 @@ def _options_of_cases(family: str) -> set[str]:
         case_family, fixed = PRESETS.get(name, (name, {}))
         if case_family != family:
             continue
-        defaults = inspect.signature(REGISTRY[family]).parameters
+        defaults = cell_options(family)
         covered |= {
             key for key, value in {**fixed, **options}.items() if value != defaults[key].default
         }

@@ -2,7 +2,8 @@
 
 ``REGISTRY`` maps a cell family's name to its class; ``PRESETS`` names common variants of a family
 (``"peephole"`` is an LSTM with ``peephole=True``). ``make_cell`` builds either by name and checks
-the options, so that a typo is an error rather than silently ignored.
+the options, so that a typo is an error rather than silently ignored. One option belongs to
+every cell: ``transition_depth`` L > 0 wraps it in a :class:`DeepTransitionCell` of L layers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 from .base import RecurrentCell as RecurrentCell
 from .base import State as State
+from .clockwork import ClockworkCell as ClockworkCell
+from .deep_transition import DeepTransitionCell as DeepTransitionCell
 from .elman import ElmanCell as ElmanCell
 from .gru import GRUCell as GRUCell
 from .leaky import LeakyCell as LeakyCell
@@ -20,6 +23,7 @@ from .lstm import LSTMCell as LSTMCell
 from .mut import MUT1Cell as MUT1Cell
 from .mut import MUT2Cell as MUT2Cell
 from .mut import MUT3Cell as MUT3Cell
+from .skip import SkipCell as SkipCell
 
 _registry: dict[str, type[RecurrentCell]] = {}
 
@@ -46,8 +50,15 @@ register_cell("mut1", MUT1Cell)
 register_cell("mut2", MUT2Cell)
 register_cell("mut3", MUT3Cell)
 register_cell("leaky", LeakyCell)
+register_cell("skip", SkipCell)
+register_cell("clockwork", ClockworkCell)
 
 REGISTRY: MappingProxyType[str, type[RecurrentCell]] = MappingProxyType(_registry)
+
+# The option every cell has, applied by make_cell around the cell rather than inside it.
+TRANSITION_DEPTH = inspect.Parameter(
+    "transition_depth", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=int
+)
 
 
 def cell_names() -> list[str]:
@@ -56,18 +67,23 @@ def cell_names() -> list[str]:
 
 
 def cell_options(name: str) -> dict[str, inspect.Parameter]:
-    """The keyword options of cell ``name`` beyond ``input_size`` and ``hidden_size``."""
+    """The keyword options of cell ``name`` beyond ``input_size`` and ``hidden_size``: the cell
+    class's own, then ``transition_depth``."""
     family, fixed = PRESETS.get(name, (name, {}))
     if family not in REGISTRY:
         raise ValueError(f"unknown cell {name!r}; choose one of {', '.join(cell_names())}")
     parameters = inspect.signature(REGISTRY[family]).parameters
-    return {
-        key: p for key, p in parameters.items() if key not in ("input_size", "hidden_size", *fixed)
-    }
+    skipped = ("input_size", "hidden_size", *fixed)
+    own = {key: p for key, p in parameters.items() if key not in skipped}
+    return {**own, TRANSITION_DEPTH.name: TRANSITION_DEPTH}
 
 
 def make_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> RecurrentCell:
-    """Build the cell called ``name`` (a family or a preset) with ``options``."""
+    """Build the cell called ``name`` (a family or a preset) with ``options``.
+
+    ``transition_depth`` L > 0 returns the cell wrapped in a :class:`DeepTransitionCell` of L
+    layers; 0 (the default) returns it bare.
+    """
     allowed = cell_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -75,8 +91,12 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> R
             f"cell {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options are {', '.join(allowed) or 'none'}"
         )
+    depth = options.pop(TRANSITION_DEPTH.name, TRANSITION_DEPTH.default)
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
+        raise ValueError(f"transition_depth must be a non-negative integer, got {depth!r}")
     family, fixed = PRESETS.get(name, (name, {}))
     try:
-        return REGISTRY[family](input_size, hidden_size, **fixed, **options)
+        cell = REGISTRY[family](input_size, hidden_size, **fixed, **options)
     except TypeError as error:  # a value of the wrong type, e.g. forget_bias="high"
         raise ValueError(f"cell {name!r} cannot use the options {options}: {error}") from None
+    return DeepTransitionCell(cell, depth) if depth else cell
