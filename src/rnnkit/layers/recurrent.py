@@ -42,6 +42,12 @@ class Recurrent(nn.Module):
             the two outputs (each sequence is reversed within its own length).
         batch_first: input and output are ``(B, T, F)`` instead of ``(T, B, F)``.
         dropout: dropout probability on the outputs of every layer but the last (training only).
+        residual: a residual connection around every layer above the first: its output is its
+            cell outputs plus the output of the layer below, ``o_l = f_l(...) + o_{l-1}``.
+        input_skip: a skip connection from the input to every layer above the first, which then
+            reads ``[o_{l-1}; x]`` (its cells' input size grows by ``input_size``). Together with
+            a deep output these are the deep RNNs of Pascanu et al. (2014, "How to construct
+            deep recurrent neural networks") and Graves (2013).
         executor: how cells run over time, a name from ``rnnkit.engine.executor_names()``.
         **cell_options: passed to every cell (e.g. ``forget_bias=0.0``, ``reset_after=False``).
 
@@ -72,11 +78,16 @@ class Recurrent(nn.Module):
         batch_first: bool = False,
         dropout: float = 0.0,
         executor: str = "auto",
+        residual: bool = False,
+        input_skip: bool = False,
         **cell_options: Any,
     ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        for name, enabled in (("residual", residual), ("input_skip", input_skip)):
+            if enabled and num_layers < 2:  # both connect layers: with one layer they would do nothing
+                raise ValueError(f"{name}=True connects stacked layers and needs num_layers >= 2, got {num_layers}")
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout must be in [0, 1], got {dropout}")
         self.cell_name = cell
@@ -87,17 +98,21 @@ class Recurrent(nn.Module):
         self.num_directions = 2 if bidirectional else 1
         self.batch_first = batch_first
         self.dropout = dropout
+        self.residual = residual
+        self.input_skip = input_skip
         self.cells = nn.ModuleList()
-        layer_input = input_size
+        below = input_size  # features that reach layer l from layer l - 1
         for layer in range(num_layers):
+            layer_input = below + input_size if layer and input_skip else below
             for _ in range(self.num_directions):
                 try:
                     self.cells.append(make_cell(cell, layer_input, hidden_size, **cell_options))
                 except ValueError as error:
                     if layer == 0:
                         raise
-                    raise ValueError(f"layer {layer} reads the {layer_input} features of the layer below: {error}") from None
-            layer_input = self.cells[-1].output_size * self.num_directions
+                    source = "the layer below and the input" if input_skip else "the layer below"
+                    raise ValueError(f"layer {layer} reads the {layer_input} features of {source}: {error}") from None
+            below = self.cells[-1].output_size * self.num_directions
         self.executor_name = executor
         self.executors = [select_executor(executor, c) for c in self.cells]
         self._loading_prefix = ""  # where load_state_dict finds this module's keys, while it runs
@@ -131,8 +146,10 @@ class Recurrent(nn.Module):
 
         initial = self._initial_states(state, batch, x)
         finals: list[State] = []
-        layer_input = x
+        below = x  # (T, B, F): the output of the layer below, for layer 0 the input
         for layer in range(self.num_layers):
+            # input_skip: layers above the first read the input too, (T, B, F_below + I)
+            layer_input = torch.cat([below, x], dim=-1) if layer and self.input_skip else below
             outputs = []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
@@ -141,12 +158,16 @@ class Recurrent(nn.Module):
                 output, final = self.executors[index](cell, sequence, initial[index], lengths)
                 outputs.append(reverse_padded(output, lengths) if direction else output)
                 finals.append(final)
-            layer_input = torch.cat(outputs, dim=-1) if self.bidirectional else outputs[0]
+            output = torch.cat(outputs, dim=-1) if self.bidirectional else outputs[0]
+            if self.residual and layer:
+                # Equal sizes: every layer outputs output_size features. Padded steps stay zero.
+                output = output + below
             if self.dropout and layer < self.num_layers - 1:
-                layer_input = nn.functional.dropout(layer_input, self.dropout, self.training)
+                output = nn.functional.dropout(output, self.dropout, self.training)
+            below = output
         final_state = tuple(torch.stack(parts) for parts in zip(*finals))
 
-        output = layer_input  # (T, B, output_size)
+        output = below  # (T, B, output_size)
         if unbatched:
             return output.squeeze(1), tuple(s.squeeze(1) for s in final_state)
         if packed is not None:
@@ -196,7 +217,8 @@ class Recurrent(nn.Module):
 
     def extra_repr(self) -> str:
         options = [f"{self.cell_name!r}", f"num_layers={self.num_layers}"]
-        options += [f"{k}={getattr(self, k)}" for k in ("bidirectional", "batch_first") if getattr(self, k)]
+        flags = ("bidirectional", "batch_first", "residual", "input_skip")
+        options += [f"{k}={getattr(self, k)}" for k in flags if getattr(self, k)]
         if self.dropout:
             options.append(f"dropout={self.dropout}")
         return ", ".join(options + [f"executor={self.executor_name!r}"])

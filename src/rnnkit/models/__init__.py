@@ -1,4 +1,10 @@
-"""Task models built from ``Recurrent`` layers."""
+"""Task models built from ``Recurrent`` layers: the design patterns of the RNN syllabus."""
 
+from .attention import AdditiveAttention as AdditiveAttention
+from .classifier import SequenceClassifier as SequenceClassifier
+from .conditioned import ConditionedGenerator as ConditionedGenerator
+from .jordan import JordanNetwork as JordanNetwork
 from .language_model import LanguageModel as LanguageModel
 from .language_model import LanguageModelConfig as LanguageModelConfig
+from .seq2seq import Seq2Seq as Seq2Seq
+from .tagger import SequenceTagger as SequenceTagger
