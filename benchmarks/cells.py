@@ -8,6 +8,7 @@ size, milliseconds and the ratios to the torch.nn reference, to the floor and to
 
     python benchmarks/cells.py                       # the six sizes of BENCHMARKS.md
     python benchmarks/cells.py --sizes 16x64 --reps 5
+    python benchmarks/cells.py --device cuda           # on a GPU: torch.nn is then cuDNN
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ CELLS = [
 TORCH_CLASSES = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
 
 
-def machine() -> str:
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}; torch {torch.__version__}, CUDA {torch.version.cuda}"
     cpu = platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -74,14 +77,16 @@ def forward_backward(model: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> C
     return run
 
 
-def gemm_floor(contender: Contender, batch: int, hidden: int) -> Callable[[], None]:
+def gemm_floor(contender: Contender, batch: int, hidden: int, device: torch.device) -> Callable[[], None]:
     """The matrix products of one forward + backward and nothing else."""
-    x = torch.randn(STEPS * batch, hidden)
-    w_ih = torch.randn(contender.input_rows * hidden, hidden)
-    d_xp = torch.randn(STEPS * batch, contender.input_rows * hidden)
-    products = [(torch.randn(batch, k * hidden), torch.randn(k * hidden, n * hidden),
-                 torch.randn(batch, n * hidden), torch.randn(STEPS * batch, k * hidden),
-                 torch.randn(STEPS * batch, n * hidden)) for k, n in contender.recurrent]
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, device=device)
+
+    x = randn(STEPS * batch, hidden)
+    w_ih = randn(contender.input_rows * hidden, hidden)
+    d_xp = randn(STEPS * batch, contender.input_rows * hidden)
+    products = [(randn(batch, k * hidden), randn(k * hidden, n * hidden), randn(batch, n * hidden),
+                 randn(STEPS * batch, k * hidden), randn(STEPS * batch, n * hidden)) for k, n in contender.recurrent]
 
     def run() -> None:
         torch.mm(x, w_ih.t())  # the input projection
@@ -99,33 +104,37 @@ def gemm_floor(contender: Contender, batch: int, hidden: int) -> Callable[[], No
     return run
 
 
-def median_ms(run: Callable[[], None], samples: list[float]) -> None:
+def time_ms(run: Callable[[], None], samples: list[float], device: torch.device) -> None:
+    """Time one run into ``samples``; on a GPU, up to the end of its queued kernels."""
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    synchronize()
     started = time.perf_counter()
     run()
+    synchronize()
     samples.append(1000 * (time.perf_counter() - started))
 
 
-def benchmark_size(batch: int, hidden: int, reps: int, loop_cells: set[str]) -> list[str]:
+def benchmark_size(batch: int, hidden: int, reps: int, loop_cells: set[str], device: torch.device) -> list[str]:
     torch.manual_seed(0)
-    x = torch.randn(STEPS, batch, hidden, requires_grad=True)
-    grad = torch.randn(STEPS, batch, hidden)
+    x = torch.randn(STEPS, batch, hidden, device=device, requires_grad=True)
+    grad = torch.randn(STEPS, batch, hidden, device=device)
     runs: dict[str, Callable[[], None]] = {}
     for name, cls in TORCH_CLASSES.items():
-        runs[f"torch.nn.{name}"] = forward_backward(cls(hidden, hidden), x, grad)
+        runs[f"torch.nn.{name}"] = forward_backward(cls(hidden, hidden).to(device), x, grad)
     available = [c for c in CELLS if fused.supports(make_cell(c.cell, hidden, hidden, **c.options))]
     for contender in available:
         runs[contender.label] = forward_backward(
-            Recurrent(contender.cell, hidden, hidden, executor="fused", **contender.options), x, grad)
-        runs[f"{contender.label} floor"] = gemm_floor(contender, batch, hidden)
+            Recurrent(contender.cell, hidden, hidden, executor="fused", **contender.options).to(device), x, grad)
+        runs[f"{contender.label} floor"] = gemm_floor(contender, batch, hidden, device)
         if contender.label in loop_cells:
             runs[f"{contender.label} loop"] = forward_backward(
-                Recurrent(contender.cell, hidden, hidden, executor="loop", **contender.options), x, grad)
+                Recurrent(contender.cell, hidden, hidden, executor="loop", **contender.options).to(device), x, grad)
     samples: dict[str, list[float]] = {label: [] for label in runs}
     for label, run in runs.items():  # warm-up (and the C++ build, on a first run)
         run()
     for _ in range(reps):
         for label, run in runs.items():  # interleaved, so drift hits every contender alike
-            median_ms(run, samples[label])
+            time_ms(run, samples[label], device)
     ms = {label: statistics.median(values) for label, values in samples.items()}
 
     lines = [f"\n### B={batch}, H={hidden} (T={STEPS}, fwd+bwd, median of {reps})\n",
@@ -153,13 +162,15 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--loop-at", nargs="*", default=["16x64"],
                         help="sizes at which every cell's loop executor is timed too (slow)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (torch.nn is then cuDNN)")
     args = parser.parse_args()
-    print(f"Machine: {machine()}")
+    device = torch.device(args.device)
+    print(f"Machine: {machine(device)}")
     print(f"Command: python benchmarks/cells.py {' '.join(sys.argv[1:])}".rstrip())
     for size in args.sizes:
         batch, hidden = map(int, size.split("x"))
         loop_cells = {c.label for c in CELLS} if size in args.loop_at else set()
-        print("\n".join(benchmark_size(batch, hidden, args.reps, loop_cells)), flush=True)
+        print("\n".join(benchmark_size(batch, hidden, args.reps, loop_cells, device)), flush=True)
     return 0
 
 

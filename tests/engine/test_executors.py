@@ -51,7 +51,7 @@ def _configuration_id(configuration: tuple[str, dict]) -> str:
 
 def _gradients(model: Recurrent, x: torch.Tensor, state: list[torch.Tensor], lengths):
     output, final = model(x, tuple(state), lengths=lengths)
-    weights = [torch.randn_like(t, generator=torch.Generator().manual_seed(i)) for i, t in enumerate((output, *final))]
+    weights = [torch.randn(t.shape, generator=torch.Generator().manual_seed(i)).to(t.device) for i, t in enumerate((output, *final))]
     loss = sum((w * t).sum() for w, t in zip(weights, (output, *final)))
     grads = torch.autograd.grad(loss, [x, *state, *model.parameters()])
     return output, final, grads
@@ -90,6 +90,32 @@ def test_executor_equals_loop(configuration, variant, layout, lengths, monkeypat
     names = ["input", *(f"state[{i}]" for i in range(len(state))), *(n for n, _ in model.named_parameters())]
     for label, got, want in zip(names, actual[2], expected[2]):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=lambda m, label=label: f"d/d {label}: {m}")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("configuration", "variant"), RUNS)
+def test_executor_on_gpu_equals_loop_on_cpu(configuration, variant, monkeypatch):
+    """Off the CPU the C++ kernels compose ATen ops and native is cuDNN: bidirectional, with lengths."""
+    (name, options), (executor, backend) = configuration, variant
+    if backend == "cpp" and extension.ops() is None:
+        pytest.skip("the C++ kernels could not be built here (no compiler?)")
+    if backend == "python":
+        monkeypatch.setattr(extension, "ops", lambda: None)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 products, as on the CPU
+    reference = Recurrent(name, SIZE, SIZE, bidirectional=True, executor="loop", **options)
+    model = Recurrent(name, SIZE, SIZE, bidirectional=True, executor=executor, **options)
+    model.load_state_dict(reference.state_dict())
+    model.cuda()
+    x = torch.randn(STEPS, BATCH, SIZE, requires_grad=True)
+    state = [torch.randn(2, BATCH, size, requires_grad=True) for size in model.cells[0].state_sizes]
+    x_gpu = x.detach().cuda().requires_grad_()
+    state_gpu = [s.detach().cuda().requires_grad_() for s in state]
+    expected = _gradients(reference, x, state, LENGTHS)
+    actual = _gradients(model, x_gpu, state_gpu, LENGTHS)
+    flat_expected = [expected[0], *expected[1], *expected[2]]
+    flat_actual = [actual[0], *actual[1], *actual[2]]
+    for got, want in zip(flat_actual, flat_expected, strict=True):
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("configuration", CONFIGURATIONS, ids=map(_configuration_id, CONFIGURATIONS))
