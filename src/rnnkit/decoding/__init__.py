@@ -12,6 +12,7 @@ from .sampling import SamplingOptions as SamplingOptions
 from .sampling import choose_next as choose_next
 from .sampling import generate as generate
 from .sampling import sampling_choice as sampling_choice
+from .stepper import DecoderStepper as DecoderStepper
 from .stepper import LanguageModelStepper as LanguageModelStepper
 from .stepper import StepModel as StepModel
 from .stepper import decode as decode

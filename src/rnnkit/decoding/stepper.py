@@ -84,6 +84,7 @@ class LanguageModelStepper:
     switches it.
 
     Example:
+        >>> from rnnkit.models import LanguageModel
         >>> model = LanguageModel(12, "gru", hidden_size=8, num_layers=1)
         >>> stepper = LanguageModelStepper(model)
         >>> logits, state = stepper.start(torch.tensor([[3, 1], [4, 1]]))  # two primes of length 2
@@ -111,6 +112,55 @@ class LanguageModelStepper:
 
     def reorder(self, state: Any, rows: Tensor) -> Any:
         return select_rows(state, rows, self.batch_dim)
+
+
+class DecoderStepper:
+    """The :class:`StepModel` of a conditioned decoder: a model with ``start(*context) -> state``
+    and ``step(tokens (B,), state) -> (logits (B, V), state)``, such as
+    :class:`~rnnkit.models.Seq2Seq` (context: the source and its lengths) or
+    :class:`~rnnkit.models.ConditionedGenerator` (context: the condition vectors).
+
+    ``start(context)`` reads the context and feeds ``start_token`` (the begin-of-sequence token)
+    to every row, so that the first scores are those of the first produced token. The context is
+    a tuple of the model's ``start`` arguments. Every tensor of these models' states has its
+    batch in dimension 1. Decoding runs the model in evaluation mode: the constructor switches it.
+
+    Example:
+        >>> from rnnkit.models import Seq2Seq
+        >>> model = Seq2Seq(8, 8, "gru", hidden_size=16)
+        >>> stepper = DecoderStepper(model, start_token=1)
+        >>> logits, state = stepper.start((torch.randint(3, 8, (5, 2)),))  # a source (S=5, B=2)
+        >>> logits.shape
+        torch.Size([2, 8])
+    """
+
+    batch_dim = 1
+
+    def __init__(self, model: nn.Module, start_token: int) -> None:
+        self.model = model.eval()
+        self.start_token = start_token
+
+    def start(self, context: tuple) -> tuple[Tensor, Any]:
+        state = self.model.start(*context)
+        batch = _batch_size(state, self.batch_dim)
+        device = next(self.model.parameters()).device
+        return self.model.step(torch.full((batch,), self.start_token, dtype=torch.long, device=device), state)
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        return self.model.step(tokens, state)
+
+    def reorder(self, state: Any, rows: Tensor) -> Any:
+        return select_rows(state, rows, self.batch_dim)
+
+
+def _batch_size(state: Any, dim: int) -> int:
+    """The size of dimension ``dim`` of the first tensor in a nested ``state``."""
+    if isinstance(state, Tensor):
+        return state.size(dim)
+    for part in state if isinstance(state, (tuple, list)) else ():
+        if part is not None:
+            return _batch_size(part, dim)
+    raise ValueError("the model's start state holds no tensor to read the batch size from")
 
 
 @torch.no_grad()
