@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
+from run_files import assert_same_tensors, latest_files
 
 from rnnkit.cli import main
 from rnnkit.data.corpus import split_train_validation
 from rnnkit.data.stream import StreamBatches
 from rnnkit.data.vocabulary import Vocabulary
-from rnnkit.training.checkpoint import latest_checkpoint_path, load_checkpoint
+from rnnkit.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
@@ -57,19 +56,6 @@ def records(run_dir: Path, key: str) -> list[tuple[int, float]]:
     """(step, value) of every metrics.jsonl record that has ``key``, in file order."""
     lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     return [(r["step"], r[key]) for r in map(json.loads, lines) if key in r]
-
-
-def latest_files(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The model and the other state of the newest checkpoint, read from its safetensors files."""
-    path = latest_checkpoint_path(run_dir)
-    assert path is not None
-    return load_file(path / "model.safetensors"), load_file(path / "state.safetensors")
-
-
-def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    different = [name for name in a if not torch.equal(a[name], b[name])]
-    assert not different, f"not bit-equal: {different}"
 
 
 def chunks_per_epoch() -> int:

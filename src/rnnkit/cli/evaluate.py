@@ -11,7 +11,7 @@ from ..errors import DataError, RnnkitError
 from ..training.evaluation import evaluate_loss
 from ..training.loading import load_trained_model
 from .arguments import positive_int
-from .train import _read_text
+from .train import _read_text, refuse_task_run
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_task_run(args.run_dir, "eval")
     trained = load_trained_model(args.run_dir)
     data = trained.config.data
     if args.data is not None:

@@ -16,6 +16,7 @@ import torch
 from ..decoding import LanguageModelStepper, SamplingOptions, beam_search, generate
 from ..training.loading import TrainedModel, load_trained_model
 from .arguments import non_negative_int, positive_float, positive_int
+from .train import refuse_task_run
 
 DEFAULT_PRIME = "\n"
 USAGE = 2  # exit status of a command line that does not make sense
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"rnnkit sample: error: {problem}", file=sys.stderr)
         return USAGE
+    refuse_task_run(args.run_dir, "sample")
     trained = load_trained_model(args.run_dir)
     vocabulary = trained.vocabulary
     prime = args.prime if args.prime is not None else DEFAULT_PRIME

@@ -1,10 +1,11 @@
-"""``rnnkit train``: train a character-level language model, or continue one with ``--resume``."""
+"""``rnnkit train``: train a character-level language model, or a model of a synthetic task with
+``--task NAME``; continue either with ``--resume``."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
+import json
 import signal
 import sys
 from pathlib import Path
@@ -14,11 +15,15 @@ from tqdm import tqdm
 
 from ..cells import cell_names
 from ..data.corpus import BUNDLED_CORPORA, load_corpus, read_text_file
+from ..data.tasks import TASKS, make_task, task_options
 from ..engine import executor_names
 from ..errors import RnnkitError
+from ..models.classifier import POOLINGS
 from ..training.checkpoint import load_checkpoint
 from ..training.config import CLIP_MODES, LR_SCHEDULES, OPTIMIZERS, TrainConfig, config_from_dict
-from ..training.trainer import StepReport, Trainer
+from ..training.run_loop import CONFIG_FILE, StepReport, TrainingRun
+from ..training.task_trainer import TaskTrainer
+from ..training.trainer import Trainer
 from .arguments import (
     fraction,
     key_value,
@@ -27,6 +32,8 @@ from .arguments import (
     positive_float,
     positive_int,
 )
+
+USAGE = 2  # exit status of a command line that does not make sense
 
 # flag -> (config section or "" for the top level, field, argparse options). Defaults live in the
 # config dataclasses alone: every flag defaults to None, meaning "not given".
@@ -39,7 +46,7 @@ FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "--input-noise": ("model", "input_noise", {"type": non_negative_float, "help": "std of Gaussian noise on the embeddings"}),
     "--executor": ("model", "executor", {"choices": executor_names(), "help": "how cells run over time"}),
     "--seq-len": ("data", "seq_len", {"type": positive_int, "help": "steps of truncated BPTT"}),
-    "--batch-size": ("data", "batch_size", {"type": positive_int, "help": "parallel text streams"}),
+    "--batch-size": ("data", "batch_size", {"type": positive_int, "help": "parallel text streams (--task: examples per update)"}),
     "--validation-streams": ("data", "validation_streams", {"type": positive_int, "help": "parallel streams when validating"}),
     "--validation-fraction": ("data", "validation_fraction", {"type": fraction, "help": "final part of the text held out"}),
     "--optimizer": ("optim", "optimizer", {"choices": OPTIMIZERS}),
@@ -61,15 +68,25 @@ FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "--eval-every": ("", "eval_every", {"type": positive_int, "help": "updates between validations"}),
     "--checkpoint-every": ("", "checkpoint_every", {"type": positive_int, "help": "updates between checkpoints"}),
     "--seed": ("", "seed", {"type": non_negative_int}),
+    "--validation-size": ("task", "validation_size", {"type": positive_int, "help": "task: examples in the fixed validation set"}),
+    "--attention": ("task", "attention", {"action": "store_true", "help": "seq2seq task: the decoder attends to the source"}),
+    "--pooling": ("task", "pooling", {"choices": POOLINGS, "help": "regression or classification task: sequence summary"}),
 }
 BUDGET_FLAGS = ("--steps", "--epochs", "--minutes")
+# Flags of text streams, which a task run has no use for; its --batch-size counts examples.
+LANGUAGE_MODEL_FLAGS = ("--seq-len", "--validation-streams", "--validation-fraction", "--input-noise", "--epochs")
+
+
+class _UsageError(Exception):
+    """Flags that parse one by one but do not make sense together (exit status 2, one line)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
-    parser = subparsers.add_parser(name, help="train a character-level language model", description=__doc__)
+    parser = subparsers.add_parser(name, help="train a language model or a task's model", description=__doc__)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="PATH", help="a UTF-8 text file to train on")
     source.add_argument("--corpus", choices=BUNDLED_CORPORA, help="a bundled corpus (default: shakespeare)")
+    source.add_argument("--task", choices=sorted(TASKS), help="a synthetic task to train on instead of a text")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="DIR", type=Path, help="the run directory to create")
     target.add_argument("--resume", metavar="DIR", type=Path, help="continue the run in DIR")
@@ -79,24 +96,47 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         "--cell-option", metavar="KEY=VALUE", type=key_value, action="append", default=None,
         help="a cell option, e.g. forget_bias=0 or reset_after=false (repeatable)",
     )
+    parser.add_argument(
+        "--task-option", metavar="KEY=VALUE", type=key_value, action="append", default=None,
+        help="a task option, e.g. length=50 for --task adding (repeatable)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.resume is not None:
-        trainer = _resumed_trainer(args)
-    else:
-        config = _config_from_flags(args)
-        trainer = Trainer.start(config, args.out, _read_text(config))
+    try:
+        if args.resume is not None:
+            trainer = _resumed_trainer(args)
+        else:
+            config = _config_from_flags(args)
+            trainer = (
+                TaskTrainer.start(config, args.out) if config.task.name
+                else Trainer.start(config, args.out, _read_text(config))
+            )
+    except _UsageError as error:
+        print(f"rnnkit train: error: {error}", file=sys.stderr)
+        return USAGE
     return _train(trainer, progress=not args.no_progress)
 
 
 def _config_from_flags(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig()
+    if args.task is not None:
+        config.task.name = args.task
+        config.task.options = _task_options(args.task, args.task_option or [])
+    elif args.task_option:
+        raise _UsageError("--task-option needs --task")
     for flag, (section, field, _) in FLAGS.items():
         value = getattr(args, _dest(flag))
-        if value is not None:
-            setattr(getattr(config, section) if section else config, field, value)
+        if value is None:
+            continue
+        if args.task is None and section == "task":
+            raise _UsageError(f"{flag} needs --task")
+        if args.task is not None and flag in LANGUAGE_MODEL_FLAGS:
+            raise _UsageError(f"{flag} applies to language models, not to --task {args.task}")
+        if args.task is not None and flag == "--batch-size":
+            section = "task"  # examples per update rather than text streams
+        setattr(getattr(config, section) if section else config, field, value)
     if args.data is not None:
         config.data.path = str(Path(args.data).resolve())  # --resume may run from elsewhere
     if args.corpus is not None:
@@ -104,13 +144,35 @@ def _config_from_flags(args: argparse.Namespace) -> TrainConfig:
     if args.cell_option:
         config.model.cell_options = dict(args.cell_option)
     if not (config.budget.steps or config.budget.epochs or config.budget.minutes):
+        if config.task.name:
+            raise _UsageError(f"--task {config.task.name} needs a budget: --steps or --minutes")
         config.budget.epochs = 1.0
     config.validate()
     return config
 
 
-def _resumed_trainer(args: argparse.Namespace) -> Trainer:
-    fixed = [flag for flag in [*FLAGS, "--data", "--corpus", "--cell-option"]
+def _task_options(name: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``--task-option`` pairs (values read as JSON) checked against task ``name``'s options.
+
+    An unknown key (the message lists the task's options with their defaults), a value of
+    another type than the option's or one out of its range is a usage error, in
+    ``make_task``'s words.
+    """
+    defaults = task_options(name)
+    # A float option given as a whole number ("rate=1") is still a float.
+    options = {
+        key: float(value) if isinstance(defaults.get(key), float) and type(value) is int else value
+        for key, value in pairs
+    }
+    try:
+        make_task(name, **options)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    return options
+
+
+def _resumed_trainer(args: argparse.Namespace) -> TrainingRun:
+    fixed = [flag for flag in [*FLAGS, "--data", "--corpus", "--cell-option", "--task", "--task-option"]
              if flag not in BUDGET_FLAGS and getattr(args, _dest(flag)) is not None]
     if fixed:
         raise RnnkitError(
@@ -124,6 +186,8 @@ def _resumed_trainer(args: argparse.Namespace) -> Trainer:
         config.budget = dataclasses.replace(
             config.budget, **{FLAGS[flag][1]: value or 0 for flag, value in given.items()}
         )
+    if config.task.name:
+        return TaskTrainer.resume(config, args.resume, checkpoint)
     return Trainer.resume(config, args.resume, _read_text(config), checkpoint)
 
 
@@ -131,7 +195,21 @@ def _read_text(config: TrainConfig) -> str:
     return read_text_file(config.data.path) if config.data.path else load_corpus(config.data.corpus)
 
 
-def _train(trainer: Trainer, progress: bool) -> int:
+def refuse_task_run(run_dir: Path, command: str) -> None:
+    """Raise RnnkitError (one line) if ``run_dir`` trained a task's model: ``command`` (eval,
+    sample) serves language models only. A directory without a readable config.json passes: the
+    loading of its checkpoint then says what is wrong."""
+    try:
+        saved = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    task = saved.get("task") if isinstance(saved, dict) else None
+    name = task.get("name") if isinstance(task, dict) else None
+    if name:
+        raise RnnkitError(f"{run_dir} trained a model of the task {name!r}; rnnkit {command} serves language models only")
+
+
+def _train(trainer: TrainingRun, progress: bool) -> int:
     stop_requested = False
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -145,12 +223,20 @@ def _train(trainer: Trainer, progress: bool) -> int:
         dynamic_ncols=True, file=sys.stderr,
     )
 
+    postfix: dict[str, str] = {}  # the latest loss, speed and (for a task) validation metrics
+
     def on_step(report: StepReport) -> None:
         bar.update(1)
-        bar.set_postfix(loss=f"{report.loss:.3f}", chars_per_s=f"{report.chars_per_second:,.0f}", refresh=False)
+        postfix["loss"] = f"{report.loss:.3f}"
+        for name, value in report.progress.items():
+            if name.endswith("_per_second"):
+                postfix[name.replace("_per_second", "_per_s")] = f"{value:,.0f}"
+        bar.set_postfix(postfix, refresh=False)
 
-    def on_validation(step: int, loss: float) -> None:
-        bar.write(f"step {step}: validation loss {loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char)")
+    def on_validation(step: int, values: dict[str, float]) -> None:
+        postfix.update({name.removeprefix("val_"): f"{value:.3f}" for name, value in _task_metrics(values)})
+        bar.set_postfix(postfix, refresh=False)
+        bar.write(f"step {step}: {_describe(values)}")
 
     try:
         result = trainer.run(on_step, on_validation, should_stop=lambda: stop_requested)
@@ -164,11 +250,24 @@ def _train(trainer: Trainer, progress: bool) -> int:
             file=sys.stderr,
         )
         return 130
-    if result.validation_loss is not None:
-        loss = result.validation_loss
-        print(f"validation loss {loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char) after {result.step} steps")
+    if result.validation:
+        print(f"{_describe(result.validation)} after {result.step} steps")
     print(f"run directory: {trainer.run_dir}")
     return 0
+
+
+def _task_metrics(values: dict[str, float]) -> list[tuple[str, float]]:
+    """The validation metrics beside the loss (accuracy, exact match, ...); none for a text."""
+    return [(name, value) for name, value in values.items() if name not in ("val_loss", "val_bits_per_char", "baseline")]
+
+
+def _describe(values: dict[str, float]) -> str:
+    """One validation, in words: per character for a language model, against the baseline for a task."""
+    loss = values["val_loss"]
+    if "baseline" not in values:
+        return f"validation loss {loss:.4f} nats/char ({values['val_bits_per_char']:.4f} bits/char)"
+    metrics = "".join(f", {name.removeprefix('val_').replace('_', ' ')} {value:.4f}" for name, value in _task_metrics(values))
+    return f"validation loss {loss:.4f} (baseline {values['baseline']:.4f}){metrics}"
 
 
 def _dest(flag: str) -> str:

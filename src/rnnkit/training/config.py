@@ -7,7 +7,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..data.tasks import Task, make_task
 from ..errors import RnnkitError
+from ..models.classifier import POOLINGS
 from ..models.language_model import LanguageModel, LanguageModelConfig
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -57,6 +59,52 @@ class BudgetConfig:
 
 
 @dataclass
+class TaskConfig:
+    """A synthetic task (:mod:`rnnkit.data.tasks`) to train on instead of a text.
+
+    The model is the task kind's (see :func:`rnnkit.training.task_trainer.build_task_model`),
+    sized by the ``model`` section; ``attention`` and ``pooling`` are the options only some kinds
+    have. Every update draws ``batch_size`` fresh examples, so budgets are in steps or minutes.
+    """
+
+    name: str = ""  # a registered task; empty: language modelling on the data section's text
+    options: dict[str, Any] = field(default_factory=dict)  # the task's own, e.g. {"length": 50}
+    batch_size: int = 32  # fresh examples per update
+    validation_size: int = 1000  # examples in the fixed validation set
+    attention: bool = False  # seq2seq tasks: the decoder attends to the source
+    pooling: str = "last"  # regression and classification tasks: how a sequence is summarised
+
+    def validate(self, model: LanguageModelConfig, budget: BudgetConfig) -> None:
+        """Raise RnnkitError naming the first setting that cannot work for this task."""
+        if not self.name:
+            if self.options:
+                raise RnnkitError(f"task options {sorted(self.options)} need a task name")
+            return
+        kind = self.build().kind
+        checks = [
+            (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
+            (self.validation_size > 0, f"validation size must be positive, got {self.validation_size}"),
+            (self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}"),
+            (not self.attention or kind == "seq2seq",
+             f"attention needs a seq2seq task, got {self.name}, a {kind} task"),
+            (self.pooling == "last" or kind in ("regression", "classification"),
+             f"pooling applies to regression and classification tasks, got {self.name}, a {kind} task"),
+            (not budget.epochs, "a task draws fresh examples and has no epochs: give --steps or --minutes"),
+            (not model.input_noise, "input noise applies to language models, not to tasks"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RnnkitError(message)
+
+    def build(self) -> Task:
+        """The task this section names, with its options; RnnkitError (one line) if it cannot be."""
+        try:
+            return make_task(self.name, **self.options)
+        except ValueError as error:
+            raise RnnkitError(str(error)) from None
+
+
+@dataclass
 class TrainConfig:
     """Everything a run needs; saved as the run directory's ``config.json``."""
 
@@ -64,6 +112,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)  # a task run ignores the data section
     eval_every: int = 250  # steps between validations
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     seed: int = 0
@@ -97,6 +146,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise RnnkitError(message)
+        self.task.validate(self.model, self.budget)
 
 
 def build_model(config: LanguageModelConfig, vocab_size: int) -> LanguageModel:
