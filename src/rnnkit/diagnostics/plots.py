@@ -15,7 +15,11 @@ import matplotlib.pyplot as plt
 
 
 def plot_loss_curves(records: Sequence[dict[str, Any]], png: Path) -> None:
-    """Training loss (per update, and its running mean) and validation loss against the step."""
+    """Training loss (per update, and its running mean) and validation loss against the step.
+
+    A language model's loss is in nats per character (with bits on the right-hand axis); a task
+    run's records carry the task's ``baseline``, the loss of the trivial predictor, drawn dashed.
+    """
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     validation = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
     figure, axes = plt.subplots(figsize=(8, 4.5), layout="constrained")
@@ -32,10 +36,15 @@ def plot_loss_curves(records: Sequence[dict[str, Any]], png: Path) -> None:
     if validation:
         steps, losses = zip(*validation)
         axes.plot(steps, losses, "o-", color="tab:red", label="validation")
+    baselines = [r["baseline"] for r in records if "baseline" in r]
     axes.set_xlabel("update")
-    axes.set_ylabel("loss (nats per character)")
-    bits = axes.secondary_yaxis("right", functions=(lambda n: n / math.log(2), lambda b: b * math.log(2)))
-    bits.set_ylabel("bits per character")
+    if baselines:  # a task run: MSE or cross-entropy per scored step
+        axes.axhline(baselines[-1], linestyle="--", color="gray", label="baseline (trivial predictor)")
+        axes.set_ylabel("loss")
+    else:
+        axes.set_ylabel("loss (nats per character)")
+        bits = axes.secondary_yaxis("right", functions=(lambda n: n / math.log(2), lambda b: b * math.log(2)))
+        bits.set_ylabel("bits per character")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.savefig(png, dpi=100)
