@@ -22,7 +22,6 @@ see ``extension.py``) when the extension is built, else in Python; both are the 
 
 from __future__ import annotations
 
-import importlib
 from types import MappingProxyType, ModuleType
 from typing import Any
 
@@ -32,21 +31,17 @@ from torch.autograd.function import once_differentiable
 
 from ...cells.base import RecurrentCell, State
 from ..loop import alive_mask
+from . import elman, gru, leaky, lstm, mut
 
 # kernel family (a cell's ``kernel``) -> the module of this package that implements it
-FAMILY_MODULES: MappingProxyType[str, str] = MappingProxyType(
-    {"elman": "elman", "lstm": "lstm", "gru": "gru", "mut1": "mut", "mut2": "mut", "mut3": "mut", "leaky": "leaky"}
+FAMILIES: MappingProxyType[str, ModuleType] = MappingProxyType(
+    {"elman": elman, "lstm": lstm, "gru": gru, "mut1": mut, "mut2": mut, "mut3": mut, "leaky": leaky}
 )
 
 
 def family(kernel: str | None) -> ModuleType | None:
-    """The module implementing ``kernel``, or None where none exists (yet)."""
-    if kernel not in FAMILY_MODULES:
-        return None
-    try:
-        return importlib.import_module(f"{__name__}.{FAMILY_MODULES[kernel]}")
-    except ModuleNotFoundError:  # deliberate debt: families land one by one during issue 3
-        return None
+    """The module implementing ``kernel``, or None for cells without a kernel family."""
+    return FAMILIES.get(kernel) if kernel is not None else None
 
 
 def supports(cell: RecurrentCell) -> bool:
