@@ -4,6 +4,9 @@
   user's text file with clear errors, and the train/validation split.
 - :mod:`rnnkit.data.vocabulary`: :class:`Vocabulary`, characters <-> ids, saved as JSON.
 - :mod:`rnnkit.data.stream`: :class:`StreamBatches`, time-major ``(T, B)`` chunks for TBPTT.
+- :mod:`rnnkit.data.tasks`: generated, seeded sequence tasks (adding, copy memory, reversal,
+  addition, dates, parity) for ``rnnkit train --task``.
+- :mod:`rnnkit.data.mackey_glass`: the Mackey-Glass chaotic series for echo state networks.
 """
 
 from rnnkit.data.corpus import BUNDLED_CORPORA as BUNDLED_CORPORA
@@ -11,6 +14,8 @@ from rnnkit.data.corpus import PYTHON_CORPUS_MAX_CHARS as PYTHON_CORPUS_MAX_CHAR
 from rnnkit.data.corpus import load_corpus as load_corpus
 from rnnkit.data.corpus import read_text_file as read_text_file
 from rnnkit.data.corpus import split_train_validation as split_train_validation
+from rnnkit.data.mackey_glass import mackey_glass as mackey_glass
+from rnnkit.data.mackey_glass import squash as squash
 from rnnkit.data.stream import StreamBatches as StreamBatches
 from rnnkit.data.vocabulary import Vocabulary as Vocabulary
 
@@ -20,6 +25,8 @@ __all__ = [
     "StreamBatches",
     "Vocabulary",
     "load_corpus",
+    "mackey_glass",
     "read_text_file",
     "split_train_validation",
+    "squash",
 ]

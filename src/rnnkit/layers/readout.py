@@ -1,0 +1,195 @@
+"""Linear readouts of reservoir states, trained without gradients: ridge regression and RLS."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+DEFAULT_RIDGES = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def _rows(tensor: Tensor, name: str, washout: int) -> Tensor:
+    """``(T, B, F)`` or ``(S, F)`` -> float64 rows ``(S', F)``, the first ``washout`` steps dropped."""
+    if tensor.dim() not in (2, 3):
+        raise ValueError(f"{name} must be (T, B, F) or (S, F), got {tuple(tensor.shape)}")
+    return tensor[washout:].reshape(-1, tensor.size(-1)).to(torch.float64)
+
+
+def _linear(states: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``states`` (..., N) -> ``states W^T + c`` (..., O), computed in float64."""
+    if states.size(-1) != weight.size(1):
+        raise ValueError(f"states.size(-1) must be {weight.size(1)}, got {states.size(-1)}")
+    return (states.to(torch.float64) @ weight.T + bias).to(states.dtype)
+
+
+class RidgeReadout(nn.Module):
+    r"""Linear readout :math:`y = W x + c` fitted by ridge regression in closed form (Lukoševičius 2012).
+
+    With the rows :math:`X` (S, N) of reservoir states and :math:`Y` (S, O) of targets,
+    :math:`\tilde X = [X \; 1]` adds a bias column and
+
+    .. math::
+        [W \; c] = Y^\top \tilde X \, (\tilde X^\top \tilde X + \lambda D)^{-1},
+        \quad D = \mathrm{diag}(1, \dots, 1, 0),
+
+    solved in float64 with ``torch.linalg.solve``. The bias :math:`c` is not regularised
+    (:math:`D` has 0 in its place), unlike the common ESN practice of penalising every weight:
+    shrinking :math:`c` would pull predictions towards 0 rather than towards the targets' mean,
+    so the fit would depend on the targets' offset.
+
+    ``fit`` picks :math:`\lambda` from ``ridges`` by the mean squared error on a validation
+    split, the last ``validation_fraction`` of the steps (of the rows, for (S, N) input), fitted
+    on the steps before it (a chronological split: the next steps of a time series are what
+    the readout must predict). It then refits on all steps with that :math:`\lambda`. The first
+    ``washout`` steps, where the state still remembers its arbitrary initial value, are dropped.
+    ``validation_errors`` keeps the error of every ridge, ``ridge`` the one chosen.
+
+    ``weight`` (O, N) and ``bias`` (O,) are buffers (float64); ``predict(states)`` maps
+    ``(..., N)`` to ``(..., O)`` in the states' dtype.
+
+    Example:
+        >>> readout = RidgeReadout(100, 1).fit(states, targets, washout=50)  # (T, B, 100), (T, B, 1)
+        >>> prediction = readout.predict(states)  # (T, B, 1)
+    """
+
+    def __init__(self, state_size: int, output_size: int) -> None:
+        super().__init__()
+        self.state_size = state_size
+        self.output_size = output_size
+        self.register_buffer("weight", torch.zeros(output_size, state_size, dtype=torch.float64))
+        self.register_buffer("bias", torch.zeros(output_size, dtype=torch.float64))
+        self.ridge = 0.0
+        self.validation_errors: dict[float, float] = {}
+
+    def fit(
+        self,
+        states: Tensor,
+        targets: Tensor,
+        washout: int = 0,
+        ridges: Sequence[float] = DEFAULT_RIDGES,
+        validation_fraction: float = 0.2,
+    ) -> RidgeReadout:
+        """Fit ``weight`` and ``bias`` to map ``states`` (T, B, N) or (S, N) to ``targets`` (…, O)."""
+        self._check(states, targets, washout, ridges, validation_fraction)
+        steps = states.size(0) - washout
+        x, y = _rows(states, "states", washout), _rows(targets, "targets", washout)
+        self.validation_errors = {}
+        if len(ridges) > 1:
+            rows_per_step = x.size(0) // steps  # B for (T, B, N), 1 for (S, N)
+            split = rows_per_step * (steps - max(1, round(validation_fraction * steps)))
+            for ridge in ridges:
+                weight, bias = _ridge_solution(x[:split], y[:split], ridge)
+                error = (x[split:] @ weight.T + bias - y[split:]).pow(2).mean().item()
+                self.validation_errors[float(ridge)] = error
+        self.ridge = float(min(self.validation_errors, key=self.validation_errors.get) if self.validation_errors
+                           else ridges[0])
+        weight, bias = _ridge_solution(x, y, self.ridge)
+        self.weight.copy_(weight)
+        self.bias.copy_(bias)
+        return self
+
+    def predict(self, states: Tensor) -> Tensor:
+        """``(..., N) -> (..., O)``, in the states' dtype."""
+        return _linear(states, self.weight, self.bias)
+
+    def _check(self, states: Tensor, targets: Tensor, washout: int, ridges: Sequence[float],
+               validation_fraction: float) -> None:
+        if states.size(-1) != self.state_size or targets.size(-1) != self.output_size:
+            raise ValueError(
+                f"states and targets must end in {self.state_size} and {self.output_size} features, "
+                f"got {tuple(states.shape)} and {tuple(targets.shape)}"
+            )
+        if states.shape[:-1] != targets.shape[:-1]:
+            raise ValueError(f"states and targets must have the same leading shape, got "
+                             f"{tuple(states.shape)} and {tuple(targets.shape)}")
+        if not 0 <= washout < states.size(0) - 1:
+            raise ValueError(f"washout must lie in [0, {states.size(0) - 1}), got {washout}")
+        if not ridges or min(ridges) < 0:
+            raise ValueError(f"ridges must be one or more values >= 0, got {tuple(ridges)}")
+        if len(ridges) > 1 and not 0.0 < validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
+
+
+def _ridge_solution(x: Tensor, y: Tensor, ridge: float) -> tuple[Tensor, Tensor]:
+    """The ridge solution for rows ``x`` (S, N), ``y`` (S, O): ``(weight (O, N), bias (O,))``."""
+    augmented = torch.cat([x, x.new_ones(x.size(0), 1)], dim=1)  # (S, N + 1): the bias column
+    penalty = torch.ones(augmented.size(1), dtype=x.dtype)
+    penalty[-1] = 0.0  # the bias is not regularised
+    gram = augmented.T @ augmented + torch.diag(ridge * penalty)  # (N + 1, N + 1)
+    solution = torch.linalg.solve(gram, augmented.T @ y)  # (N + 1, O)
+    return solution[:-1].T, solution[-1]
+
+
+class RLSReadout(nn.Module):
+    r"""Linear readout :math:`y = W x + c` trained online by recursive least squares (Jaeger 2002, §4.1).
+
+    With :math:`\tilde x = [x; 1]` and :math:`\theta = [W \; c]^\top` (N + 1, O), each call
+    ``update(x_t, y_t)`` takes the B rows of one step, :math:`X` (B, N + 1) and :math:`Y` (B, O),
+    and applies the block form of RLS (the matrix inversion lemma on all B rows at once, the same
+    as B single-row updates when :math:`\beta = 1`):
+
+    .. math::
+        K &= P X^\top (\beta I_B + X P X^\top)^{-1} \\
+        \theta &\leftarrow \theta + K (Y - X \theta) \\
+        P &\leftarrow (P - K X P) / \beta
+
+    :math:`P` (N + 1, N + 1) estimates the inverse correlation matrix of the states, starting at
+    :math:`P_0 = I / \delta` (``delta``: small, a weak prior that the weights are 0), and
+    :math:`\beta \in (0, 1]` is the forgetting factor (``forgetting``): a row's weight decays by
+    :math:`\beta` every step, so the readout tracks roughly the last :math:`1/(1 - \beta)` steps.
+    With :math:`\beta = 1` the weights after S rows are the ridge solution with penalty
+    :math:`\delta` on every weight, bias included. Everything is kept in float64.
+
+    Reference: H. Jaeger, "Tutorial on training recurrent neural networks", GMD Report 159, 2002;
+    S. Haykin, Adaptive Filter Theory, ch. 9.
+
+    Example:
+        >>> readout = RLSReadout(100, 1, forgetting=0.999)
+        >>> for x_t, y_t in zip(states, targets):  # (T, B, 100), (T, B, 1)
+        ...     readout.update(x_t, y_t)
+    """
+
+    def __init__(self, state_size: int, output_size: int, forgetting: float = 1.0, delta: float = 1e-4) -> None:
+        super().__init__()
+        if not 0.0 < forgetting <= 1.0:
+            raise ValueError(f"forgetting must lie in (0, 1], got {forgetting}")
+        if delta <= 0.0:
+            raise ValueError(f"delta must be positive, got {delta}")
+        self.state_size = state_size
+        self.output_size = output_size
+        self.forgetting = forgetting
+        self.delta = delta
+        self.register_buffer("theta", torch.zeros(state_size + 1, output_size, dtype=torch.float64))
+        self.register_buffer("inverse_correlation", torch.eye(state_size + 1, dtype=torch.float64) / delta)
+
+    @property
+    def weight(self) -> Tensor:
+        """``W`` (O, N)."""
+        return self.theta[:-1].T
+
+    @property
+    def bias(self) -> Tensor:
+        """``c`` (O,)."""
+        return self.theta[-1]
+
+    def update(self, x: Tensor, y: Tensor) -> None:
+        """One RLS step on the rows ``x`` (B, N) and targets ``y`` (B, O)."""
+        if x.dim() != 2 or x.size(1) != self.state_size or tuple(y.shape) != (x.size(0), self.output_size):
+            raise ValueError(
+                f"x and y must be (B, {self.state_size}) and (B, {self.output_size}), "
+                f"got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        x = torch.cat([x.to(torch.float64), x.new_ones(x.size(0), 1, dtype=torch.float64)], dim=1)  # (B, N + 1)
+        p = self.inverse_correlation
+        px = p @ x.T  # (N + 1, B)
+        innovation = self.forgetting * torch.eye(x.size(0), dtype=torch.float64) + x @ px  # (B, B)
+        gain = torch.linalg.solve(innovation, px.T).T  # (N + 1, B): P X^T (βI + X P X^T)^{-1}
+        self.theta += gain @ (y.to(torch.float64) - x @ self.theta)
+        p = (p - gain @ px.T) / self.forgetting
+        self.inverse_correlation.copy_((p + p.T) / 2)  # symmetric in exact arithmetic; keep it so
+
+    def predict(self, states: Tensor) -> Tensor:
+        """``(..., N) -> (..., O)``, in the states' dtype."""
+        return _linear(states, self.weight, self.bias)
