@@ -1,0 +1,115 @@
+r"""Echo state networks: a fixed random reservoir and a linear readout trained in closed form.
+
+.. math::
+    x_t &= (1 - a)\, x_{t-1} + a \tanh(W_{in} u_t + W_{fb}\, y_{t-1} + W x_{t-1} + b) \\
+    \hat y_t &= W_{out} [x_t; u_t] + b_{out}
+
+:math:`u_t` (I) is the input, :math:`x_t` (N) the reservoir state (:class:`~rnnkit.layers.Reservoir`,
+whose weights are never trained), :math:`y_{t-1}` (O) the previous output fed back when
+``feedback=True``, and :math:`W_{out}, b_{out}` the only trained weights, fitted by ridge regression
+(:class:`~rnnkit.layers.RidgeReadout`) on the states of a teacher-forced run (Jaeger 2001, "The
+'echo state' approach to analysing and training recurrent neural networks"; Jaeger & Haas 2004,
+Science 304). With feedback, training feeds the *target* :math:`y_{t-1}` (teacher forcing), and
+:meth:`EchoStateNetwork.generate` runs free: each prediction is fed back as the next step's
+:math:`y_{t-1}` (closed loop), one step at a time — a generation loop, like decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import Reservoir, RidgeReadout
+
+DEFAULT_RIDGES = tuple(10.0**k for k in range(-12, 0))
+
+
+class EchoStateNetwork(nn.Module):
+    """An echo state network (module docstring); float64 by default, as reservoir computing needs.
+
+    Shapes are time-major: inputs ``(T, B, I)``, targets and outputs ``(T, B, O)``, states
+    ``(B, N)``. The readout reads the reservoir state and the input, ``[x_t; u_t]``.
+
+    Example:
+        >>> esn = EchoStateNetwork(1, 1, size=50, feedback=True, seed=0)
+        >>> t = torch.arange(600, dtype=torch.float64)
+        >>> wave = torch.sin(t / 8).view(-1, 1, 1)
+        >>> error, state = esn.fit(torch.ones(600, 1, 1, dtype=torch.float64), wave, washout=100)
+        >>> esn.generate(torch.ones(20, 1, 1, dtype=torch.float64), state, wave[-1]).shape
+        torch.Size([20, 1, 1])
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        size: int = 500,
+        spectral_radius: float = 0.9,
+        leak: float = 1.0,
+        density: float = 0.1,
+        input_scaling: float = 1.0,
+        bias_scaling: float = 0.0,
+        feedback: bool = False,
+        feedback_scaling: float = 1.0,
+        seed: int | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__()
+        self.output_size = output_size
+        self.feedback = feedback
+        self.reservoir = Reservoir(
+            input_size, size, spectral_radius=spectral_radius, leak=leak, density=density,
+            input_scaling=input_scaling, bias_scaling=bias_scaling,
+            feedback_size=output_size if feedback else 0, feedback_scaling=feedback_scaling,
+            seed=seed, dtype=dtype,
+        )  # fmt: skip
+        self.readout = RidgeReadout(size + input_size, output_size)
+
+    def features(self, inputs: Tensor, previous_outputs: Tensor | None = None, state: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor]:
+        """``[x_t; u_t]`` for every step ``(T, B, N + I)`` and the final state ``(B, N)``.
+
+        ``previous_outputs`` ``(T, B, O)`` are the :math:`y_{t-1}` fed back (required with feedback).
+        """
+        states, final = self.reservoir(inputs, state, previous_outputs if self.feedback else None)
+        return torch.cat([states, inputs], dim=-1), final
+
+    def fit(self, inputs: Tensor, targets: Tensor, washout: int = 100, ridges: Sequence[float] = DEFAULT_RIDGES,
+            validation_fraction: float = 0.2, state: Tensor | None = None, initial_output: Tensor | None = None
+            ) -> tuple[float, Tensor]:
+        """Teacher-forced run over ``inputs`` ``(T, B, I)``, then the ridge readout onto ``targets``.
+
+        With feedback the targets shifted by one step are fed back (``initial_output`` ``(B, O)``,
+        zeros by default, before the first). Returns the training NRMSE after the washout and the
+        final reservoir state, from which :meth:`generate` continues.
+        """
+        if targets.shape[:2] != inputs.shape[:2] or targets.size(-1) != self.output_size:
+            raise ValueError(
+                f"targets must be (T, B, {self.output_size}) for inputs of shape {tuple(inputs.shape)}, "
+                f"got {tuple(targets.shape)}"
+            )
+        first = torch.zeros_like(targets[0]) if initial_output is None else initial_output
+        previous = torch.cat([first.unsqueeze(0), targets[:-1]])  # y_{t-1}, (T, B, O)
+        features, final = self.features(inputs, previous, state)
+        self.readout.fit(features, targets, washout=washout, ridges=ridges, validation_fraction=validation_fraction)
+        predicted = self.readout.predict(features[washout:])
+        return nrmse(predicted, targets[washout:]), final
+
+    @torch.no_grad()
+    def generate(self, inputs: Tensor, state: Tensor, last_output: Tensor) -> Tensor:
+        """Run free for ``inputs.size(0)`` steps from ``state`` ``(B, N)``, feeding back each
+        prediction (the first step gets ``last_output`` ``(B, O)``); returns ``(T, B, O)``."""
+        outputs = []
+        previous = last_output
+        for u_t in inputs.unbind(0):  # closed loop: step t needs the prediction of step t - 1
+            features, state = self.features(u_t.unsqueeze(0), previous.unsqueeze(0), state)
+            previous = self.readout.predict(features[0])
+            outputs.append(previous)
+        return torch.stack(outputs)
+
+
+def nrmse(predicted: Tensor, target: Tensor) -> float:
+    """Root-mean-square error divided by the target's standard deviation (Jaeger's NRMSE)."""
+    return float(((predicted - target) ** 2).mean().sqrt() / target.std())
