@@ -40,7 +40,8 @@ def trial(seed: int, args: argparse.Namespace) -> tuple[float, float, float]:
         input_scaling=args.input_scaling, feedback=True, feedback_scaling=args.feedback_scaling, seed=seed,
     )  # fmt: skip
     started = time.perf_counter()
-    _, state = esn.fit(inputs[: args.train], signal[: args.train], washout=args.washout)
+    _, state = esn.fit(inputs[: args.train], signal[: args.train], washout=args.washout,
+                       feedback_noise=args.feedback_noise, generator=torch.Generator().manual_seed(seed))
     seconds = time.perf_counter() - started
     generated = esn.generate(inputs[args.train :], state, signal[args.train - 1])
     error = float((generated[-1] - signal[-1]).square().sum())
@@ -58,6 +59,7 @@ def main() -> int:
     parser.add_argument("--density", type=float, default=0.01)
     parser.add_argument("--input-scaling", type=float, default=1.0)
     parser.add_argument("--feedback-scaling", type=float, default=1.0)
+    parser.add_argument("--feedback-noise", type=float, default=0.0, help="std of noise on the fed-back teacher")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"Command: python benchmarks/mackey_glass.py {' '.join(sys.argv[1:])}".rstrip())

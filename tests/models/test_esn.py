@@ -55,3 +55,15 @@ def test_fit_refuses_mismatched_targets():
 def test_the_example_runs():
     failures, attempted = doctest.testmod(rnnkit.models.esn, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert attempted > 0 and failures == 0
+
+
+def test_feedback_noise_is_seeded_and_changes_the_fit(series):
+    def readout_after_fit(noise: float, seed: int) -> torch.Tensor:
+        esn = EchoStateNetwork(1, 1, size=30, feedback=True, seed=0)
+        esn.fit(bias_input(300), series[:300], washout=50, feedback_noise=noise,
+                generator=torch.Generator().manual_seed(seed))
+        return esn.readout.weight.clone()
+
+    torch.testing.assert_close(readout_after_fit(1e-3, 5), readout_after_fit(1e-3, 5), rtol=0, atol=0)
+    assert not torch.equal(readout_after_fit(1e-3, 5), readout_after_fit(0.0, 5))
+    assert not torch.equal(readout_after_fit(1e-3, 5), readout_after_fit(1e-3, 6))

@@ -77,13 +77,15 @@ class EchoStateNetwork(nn.Module):
         return torch.cat([states, inputs], dim=-1), final
 
     def fit(self, inputs: Tensor, targets: Tensor, washout: int = 100, ridges: Sequence[float] = DEFAULT_RIDGES,
-            validation_fraction: float = 0.2, state: Tensor | None = None, initial_output: Tensor | None = None
-            ) -> tuple[float, Tensor]:
+            validation_fraction: float = 0.2, state: Tensor | None = None, initial_output: Tensor | None = None,
+            feedback_noise: float = 0.0, generator: torch.Generator | None = None) -> tuple[float, Tensor]:
         """Teacher-forced run over ``inputs`` ``(T, B, I)``, then the ridge readout onto ``targets``.
 
         With feedback the targets shifted by one step are fed back (``initial_output`` ``(B, O)``,
-        zeros by default, before the first). Returns the training NRMSE after the washout and the
-        final reservoir state, from which :meth:`generate` continues.
+        zeros by default, before the first); ``feedback_noise`` adds Gaussian noise of that standard
+        deviation to them, which makes the closed loop robust to its own small errors (Jaeger 2001).
+        Returns the training NRMSE after the washout and the final reservoir state, from which
+        :meth:`generate` continues.
         """
         if targets.shape[:2] != inputs.shape[:2] or targets.size(-1) != self.output_size:
             raise ValueError(
@@ -92,6 +94,9 @@ class EchoStateNetwork(nn.Module):
             )
         first = torch.zeros_like(targets[0]) if initial_output is None else initial_output
         previous = torch.cat([first.unsqueeze(0), targets[:-1]])  # y_{t-1}, (T, B, O)
+        if feedback_noise:
+            noise = torch.randn(previous.shape, generator=generator, dtype=previous.dtype)
+            previous = previous + feedback_noise * noise.to(previous.device)
         features, final = self.features(inputs, previous, state)
         self.readout.fit(features, targets, washout=washout, ridges=ridges, validation_fraction=validation_fraction)
         predicted = self.readout.predict(features[washout:])
