@@ -1,9 +1,10 @@
 """Jaeger & Haas (2004): 84-step free-running prediction of the Mackey-Glass series by an echo state network.
 
-Each trial draws a Mackey-Glass series (tau = 17, sampled every time unit, a seeded random history,
-1000 samples of washout), squashes it as Jaeger did (tanh(x - 1)), builds a reservoir from the
-same seed, trains the readout on --train teacher-forced steps (with output feedback, a constant
-input of 0.02), then runs free for 84 steps. The error is Jaeger & Haas's NRMSE84:
+Each trial (``rnnkit.training.forecasting``, as ``rnnkit esn`` runs it) draws a Mackey-Glass series
+(tau = 17, sampled every time unit, a seeded random history, 1000 samples of washout), squashes it as
+Jaeger did (tanh(x - 1)), builds a reservoir from the same seed, trains the readout on --train
+teacher-forced steps (with output feedback, a constant input of 0.02), then runs free for 84 steps.
+The error is Jaeger & Haas's NRMSE84:
 
     NRMSE84 = sqrt( mean over trials of (d(n + 84) - y(n + 84))^2 / sigma^2 )
 
@@ -20,32 +21,10 @@ import argparse
 import math
 import statistics
 import sys
-import time
 
 import torch
 
-from rnnkit.data import mackey_glass
-from rnnkit.models import EchoStateNetwork
-
-HORIZON = 84
-INPUT = 0.02  # Jaeger's constant bias input
-
-
-def trial(seed: int, args: argparse.Namespace) -> tuple[float, float, float]:
-    """(squared error at step 84, signal variance, fit seconds) of one independent run."""
-    signal = torch.tanh(mackey_glass(args.train + HORIZON, washout=1000, seed=seed) - 1).view(-1, 1, 1)
-    inputs = torch.full((args.train + HORIZON, 1, 1), INPUT, dtype=torch.float64)
-    esn = EchoStateNetwork(
-        1, 1, size=args.size, spectral_radius=args.spectral_radius, leak=args.leak, density=args.density,
-        input_scaling=args.input_scaling, feedback=True, feedback_scaling=args.feedback_scaling, seed=seed,
-    )  # fmt: skip
-    started = time.perf_counter()
-    _, state = esn.fit(inputs[: args.train], signal[: args.train], washout=args.washout,
-                       feedback_noise=args.feedback_noise, generator=torch.Generator().manual_seed(seed))
-    seconds = time.perf_counter() - started
-    generated = esn.generate(inputs[args.train :], state, signal[args.train - 1])
-    error = float((generated[-1] - signal[-1]).square().sum())
-    return error, float(signal.var()), seconds
+from rnnkit.training.forecasting import ForecastSetup, forecast_mackey_glass
 
 
 def main() -> int:
@@ -63,14 +42,20 @@ def main() -> int:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"Command: python benchmarks/mackey_glass.py {' '.join(sys.argv[1:])}".rstrip())
-    results = [trial(seed, args) for seed in range(args.trials)]
-    errors, variances, seconds = zip(*results)
-    nrmse84 = math.sqrt(statistics.mean(e / v for e, v in zip(errors, variances)))
-    typical = statistics.median(math.sqrt(e / v) for e, v in zip(errors, variances))
+    def setup(seed: int) -> ForecastSetup:
+        return ForecastSetup(
+            size=args.size, spectral_radius=args.spectral_radius, leak=args.leak, density=args.density,
+            input_scaling=args.input_scaling, feedback_scaling=args.feedback_scaling,
+            feedback_noise=args.feedback_noise, train=args.train, washout=args.washout, seed=seed,
+        )  # fmt: skip
+
+    forecasts = [forecast_mackey_glass(setup(seed)) for seed in range(args.trials)]
+    errors = [f.final_error for f in forecasts]
+    nrmse84 = math.sqrt(statistics.mean(e**2 for e in errors))  # the RMS over trials, as Jaeger & Haas
     print("\n| units | training steps | trials | NRMSE84 | median trial | mean fit time |")
     print("|---:|---:|---:|---:|---:|---:|")
-    print(f"| {args.size} | {args.train} | {args.trials} | {nrmse84:.2e} | {typical:.2e} | "
-          f"{statistics.mean(seconds):.2f} s |")
+    print(f"| {args.size} | {args.train} | {args.trials} | {nrmse84:.2e} | {statistics.median(errors):.2e} | "
+          f"{statistics.mean(f.fit_seconds for f in forecasts):.2f} s |")
     return 0
 
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import RnnkitError
-from . import evaluate, sample, train
+from . import esn, evaluate, sample, train
 
-SUBCOMMANDS = {"train": train, "sample": sample, "eval": evaluate}
+SUBCOMMANDS = {"train": train, "sample": sample, "eval": evaluate, "esn": esn}
 
 
 class UsageError(Exception):

@@ -49,3 +49,26 @@ def plot_loss_curves(records: Sequence[dict[str, Any]], png: Path) -> None:
     axes.legend()
     figure.savefig(png, dpi=100)
     plt.close(figure)
+
+
+def plot_forecast(signal: Sequence[float], generated: Sequence[float], png: Path, context: int = 300) -> None:
+    """The last ``context`` steps of a signal before a free-running forecast, the forecast against
+    the truth, and the forecast's absolute error on a log scale below."""
+    signal, generated = np.asarray(signal), np.asarray(generated)
+    start = len(signal) - len(generated)  # the first forecast step
+    steps = np.arange(len(signal))
+    shown = slice(max(0, start - context), len(signal))
+    figure, (values, errors) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True, layout="constrained",
+                                            height_ratios=(2, 1))
+    values.plot(steps[shown], signal[shown], color="black", linewidth=1, label="truth")
+    values.plot(steps[start:], generated, "--", color="tab:red", label="free-running forecast")
+    values.axvline(start - 0.5, color="gray", linewidth=0.8)
+    values.set_ylabel("signal")
+    values.legend()
+    values.grid(alpha=0.3)
+    errors.semilogy(steps[start:], np.maximum(np.abs(generated - signal[start:]), 1e-16), color="tab:red")
+    errors.set_xlabel("step")
+    errors.set_ylabel("|forecast - truth|")
+    errors.grid(alpha=0.3)
+    figure.savefig(png, dpi=100)
+    plt.close(figure)
