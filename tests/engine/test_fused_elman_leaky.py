@@ -8,18 +8,15 @@ runs on one thread, which is fastest for tiny sizes and immune to other work on 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 import torch
+from fused_backends import BACKENDS, two_threads, use_backend
 
 from rnnkit import Recurrent
 from rnnkit.cells import ElmanCell, LeakyCell
 from rnnkit.engine import fused
 from rnnkit.engine.fused import FusedRecurrence, extension
 
-BACKENDS = ["cpp", "python"]
 LAYOUTS = {"1-layer": (1, False), "2-layers": (2, False), "bidirectional": (1, True)}
 STEPS, BATCH, SIZE = 5, 3, 37
 LENGTHS = torch.tensor([5, 2, 4])
@@ -38,25 +35,6 @@ TOL = {"rtol": 1e-5, "atol": 1e-5}
 BOUNDED = [option for option, (_, options) in OPTIONS.items() if options.get("nonlinearity") != "relu"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@contextmanager
-def two_threads() -> Iterator[None]:
-    """Let at::parallel_for split a step's units, inside a module that runs on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def use_backend(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Select the fused executor's C++ kernels (skipping where they cannot be built) or Python's."""
-    if backend == "cpp" and extension.ops() is None:
-        pytest.skip("the C++ kernels could not be built here (no compiler?)")
-    if backend == "python":
-        monkeypatch.setattr(extension, "ops", lambda: None)
 
 
 def outputs_and_gradients(model: Recurrent, x: torch.Tensor, state: torch.Tensor, lengths: torch.Tensor | None):

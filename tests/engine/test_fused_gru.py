@@ -8,18 +8,15 @@ on one thread, which is fastest for tiny sizes and immune to other work on a sha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 import torch
+from fused_backends import BACKENDS, two_threads, use_backend
 
 from rnnkit import Recurrent
 from rnnkit.cells import GRUCell
 from rnnkit.engine import fused
 from rnnkit.engine.fused import FusedRecurrence, extension, gru
 
-BACKENDS = ["cpp", "python"]
 LAYOUTS = {"1-layer": (1, False), "2-layers": (2, False), "bidirectional": (1, True)}
 OPTIONS = {
     "reset_after": {"reset_after": True},
@@ -32,25 +29,6 @@ LENGTHS = torch.tensor([5, 2, 4])
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@contextmanager
-def two_threads() -> Iterator[None]:
-    """Let at::parallel_for split a step's rows, inside a module that runs on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def use_backend(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Select the fused executor's C++ kernels (skipping where they cannot be built) or Python's."""
-    if backend == "cpp" and extension.ops() is None:
-        pytest.skip("the C++ kernels could not be built here (no compiler?)")
-    if backend == "python":
-        monkeypatch.setattr(extension, "ops", lambda: None)
 
 
 def assert_fused_equals_loop(name: str, options: dict, num_layers: int, bidirectional: bool, batch: int,

@@ -8,16 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_fused_gru import (
-    BACKENDS,
-    LENGTHS,
-    SIZE,
-    STEPS,
-    TOL,
-    assert_fused_equals_loop,
-    two_threads,
-    use_backend,
-)
+from fused_backends import BACKENDS, two_threads, use_backend
+from test_fused_gru import LENGTHS, SIZE, STEPS, TOL, assert_fused_equals_loop
 
 from rnnkit.cells import MUT1Cell, MUT2Cell, MUT3Cell
 from rnnkit.engine import fused
