@@ -21,6 +21,8 @@ $(VENV)/.package: pyproject.toml $(VENV)/.torch
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.package
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# aeon only for its bundled UEA data files (Japanese Vowels); rnnkit never imports it
+	$(BIN)/python -m pip install --quiet --no-deps aeon==1.6.0
 	touch $@
 
 # Train a small character-level LSTM on the bundled Shakespeare corpus for DEMO_MINUTES minutes,

@@ -7,6 +7,8 @@
 - :mod:`rnnkit.data.tasks`: generated, seeded sequence tasks (adding, copy memory, reversal,
   addition, dates, parity) for ``rnnkit train --task``.
 - :mod:`rnnkit.data.mackey_glass`: the Mackey-Glass chaotic series for echo state networks.
+- :mod:`rnnkit.data.uea`: the UEA ``.ts`` time-series classification format and the Japanese
+  Vowels speakers (read from the files bundled in the ``aeon`` package, never imported).
 """
 
 from rnnkit.data.corpus import BUNDLED_CORPORA as BUNDLED_CORPORA
@@ -17,6 +19,8 @@ from rnnkit.data.corpus import split_train_validation as split_train_validation
 from rnnkit.data.mackey_glass import mackey_glass as mackey_glass
 from rnnkit.data.mackey_glass import squash as squash
 from rnnkit.data.stream import StreamBatches as StreamBatches
+from rnnkit.data.uea import japanese_vowels as japanese_vowels
+from rnnkit.data.uea import read_ts as read_ts
 from rnnkit.data.vocabulary import Vocabulary as Vocabulary
 
 __all__ = [
@@ -24,9 +28,11 @@ __all__ = [
     "PYTHON_CORPUS_MAX_CHARS",
     "StreamBatches",
     "Vocabulary",
+    "japanese_vowels",
     "load_corpus",
     "mackey_glass",
     "read_text_file",
+    "read_ts",
     "split_train_validation",
     "squash",
 ]
