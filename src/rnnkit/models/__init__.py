@@ -4,6 +4,7 @@ from .attention import AdditiveAttention as AdditiveAttention
 from .classifier import SequenceClassifier as SequenceClassifier
 from .conditioned import ConditionedGenerator as ConditionedGenerator
 from .esn import EchoStateNetwork as EchoStateNetwork
+from .esn_classifier import EchoStateClassifier as EchoStateClassifier
 from .jordan import JordanNetwork as JordanNetwork
 from .language_model import LanguageModel as LanguageModel
 from .language_model import LanguageModelConfig as LanguageModelConfig
