@@ -7,13 +7,16 @@ import math
 import pytest
 import torch
 
+from rnnkit.cells.leaky import LeakyCell
+from rnnkit.engine.loop import run_loop
 from rnnkit.layers import reservoir as reservoir_module
-from rnnkit.layers.readout import RidgeReadout, RLSReadout
+from rnnkit.layers.readout import RidgeReadout, RLSReadout, gram
 from rnnkit.layers.reservoir import Reservoir, arnoldi_radius
+from fused_backends import BACKENDS, two_threads, use_backend
 
 
 def exact_radius(weight: torch.Tensor) -> float:
-    return torch.linalg.eigvals(weight.double()).abs().max().item()
+    return torch.linalg.eigvals(weight.to_dense().double()).abs().max().item()
 
 
 def nrmse(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -74,16 +77,18 @@ def test_fixed_weights_are_buffers_and_the_state_dict_round_trips() -> None:
 
 def test_seed_makes_the_reservoir_reproducible() -> None:
     first, second = Reservoir(2, 30, seed=6), Reservoir(2, 30, seed=6)
-    assert torch.equal(first.cell.weight_hh, second.cell.weight_hh)
-    density = (first.cell.weight_hh != 0).double().mean().item()
+    assert torch.equal(first.cell.weight_hh.to_dense(), second.cell.weight_hh.to_dense())
+    density = (first.cell.weight_hh.to_dense() != 0).double().mean().item()
     assert 0.05 < density < 0.15  # density 0.1 of 900 entries
 
 
 # --- the equation ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("leak", [1.0, 0.3], ids=["plain", "leaky"])
-def test_forward_equals_the_reservoir_equation(leak: float) -> None:
+def test_forward_equals_the_reservoir_equation(leak: float, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_backend(backend, monkeypatch)
     reservoir = Reservoir(3, 25, leak=leak, bias_scaling=0.3, feedback_size=2, input_scaling=0.7, seed=7,
                           dtype=torch.float64)
     generator = torch.Generator().manual_seed(8)
@@ -93,13 +98,32 @@ def test_forward_equals_the_reservoir_equation(leak: float) -> None:
     states, final = reservoir(u, x0, feedback=y)
 
     cell = reservoir.cell
-    w_in, w_fb, w, b = cell.weight_ih[:, :3], cell.weight_ih[:, 3:], cell.weight_hh, cell.bias_ih
+    w_in, w_fb, w, b = cell.weight_ih[:, :3], cell.weight_ih[:, 3:], cell.weight_hh.to_dense(), cell.bias_ih
     x, expected = x0, []
     for t in range(12):  # x_t = (1 - a) x_{t-1} + a tanh(W_in u_t + W x_{t-1} + W_fb y_{t-1} + b)
         x = (1 - leak) * x + leak * torch.tanh(u[t] @ w_in.T + x @ w.T + y[t] @ w_fb.T + b)
         expected.append(x)
     torch.testing.assert_close(states, torch.stack(expected), rtol=0, atol=1e-10)
     torch.testing.assert_close(final, expected[-1], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_sparse_recurrent_matrix_runs_as_the_dense_loop_does(dtype: torch.dtype) -> None:
+    # W is stored in CSR; the fused kernel's sparse product (here large enough to split over two
+    # threads) must give what the reference loop gives with the same matrix dense
+    reservoir = Reservoir(2, 400, density=0.5, leak=0.6, bias_scaling=0.2, seed=12, dtype=dtype)
+    assert reservoir.cell.weight_hh.layout == torch.sparse_csr
+    dense = LeakyCell(2, 400, alpha=0.5).to(dtype)
+    with torch.no_grad():
+        for name, value in reservoir.cell.state_dict().items():
+            getattr(dense, name).copy_(value.to_dense())
+    u = torch.randn(30, 3, 2, generator=torch.Generator().manual_seed(13), dtype=dtype)
+    with two_threads():
+        states, final = reservoir(u)
+    expected, (expected_final,) = run_loop(dense, u, dense.init_state(3, None, dtype))
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(states, expected, rtol=0, atol=tolerance)
+    torch.testing.assert_close(final, expected_final, rtol=0, atol=tolerance)
 
 
 def test_forward_builds_no_graph_and_continues_from_its_final_state() -> None:
@@ -151,6 +175,17 @@ def test_ridge_equals_lstsq_of_the_regularised_problem() -> None:
     torch.testing.assert_close(readout.weight, solution[:-1].T, rtol=0, atol=1e-8)
     torch.testing.assert_close(readout.bias, solution[-1], rtol=0, atol=1e-8)
     torch.testing.assert_close(readout.predict(x), x @ solution[:-1] + solution[-1], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_gram_equals_the_transpose_times_the_matrix(dtype: torch.dtype) -> None:
+    x = torch.randn(300, 75, dtype=dtype)[:, 5:]  # rows 75 apart: not contiguous
+    result = gram(x)
+    expected = x.double().T @ x.double()
+    rtol, atol = (1e-14, 1e-12) if dtype == torch.float64 else (1e-5, 1e-4)  # entries up to ~300
+    torch.testing.assert_close(result.double(), expected, rtol=rtol, atol=atol)
+    assert result.dtype == dtype
+    assert torch.equal(result, result.T)
 
 
 def test_ridge_choice_is_the_best_on_the_validation_split() -> None:

@@ -162,6 +162,43 @@ class StepProduct {
   bool serial_;
 };
 
+// A step's recurrent product with a sparse CSR matrix: out (m x n) = a (m x k) w^T, w (n x k) in CSR,
+// such as a reservoir's fixed W (1% nonzero: a dense GEMM would read a hundred times the weights).
+// Each output unit is a dot product of a row of w with the state; rows split over the threads when
+// the product is large.
+template <typename scalar_t>
+class CsrStepProduct {
+ public:
+  explicit CsrStepProduct(const at::Tensor& w)
+      : rows_(w.crow_indices().to(at::kLong).contiguous()),
+        columns_(w.col_indices().to(at::kLong).contiguous()),
+        values_(w.values().contiguous()),
+        n_(w.size(0)),
+        k_(w.size(1)) {}
+
+  // a (m x k) and out (m x n) dense, row-major.
+  void operator()(const scalar_t* a, scalar_t* out, int64_t m) const {
+    const int64_t* rows = rows_.data_ptr<int64_t>();
+    const int64_t* columns = columns_.data_ptr<int64_t>();
+    const scalar_t* values = values_.data_ptr<scalar_t>();
+    const int64_t grain = m * values_.numel() <= kSerialGemmMacs ? n_ : 1;
+    at::parallel_for(0, n_, grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t b = 0; b < m; ++b) {
+        const scalar_t* state = a + b * k_;
+        for (int64_t i = i0; i < i1; ++i) {
+          scalar_t sum = 0;
+          for (int64_t p = rows[i]; p < rows[i + 1]; ++p) sum += values[p] * state[columns[p]];
+          out[b * n_ + i] = sum;
+        }
+      }
+    });
+  }
+
+ private:
+  at::Tensor rows_, columns_, values_;  // CSR: row offsets (n + 1), column of each nonzero, its value
+  int64_t n_, k_;
+};
+
 // dL/dW_hh = sum_t delta_t^T h_{t-1}, as one GEMM over all steps, for the Elman-shaped loops
 // (Elman, leaky): deltas (T,B,H), and h_{t-1} read from states (T+1,B,H) where they were kept,
 // else h_0 = states[0] (1,B,H) and then outputs[t-1].

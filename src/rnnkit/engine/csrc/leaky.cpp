@@ -3,7 +3,8 @@
 //   v_t = tanh(xp_t + mu_{t-1} W_hh^T + b_hh)   (tanh(xp_t) without a recurrent matrix)
 //   mu_t = alpha mu_{t-1} + (1 - alpha) v_t,     alpha = sigmoid(alpha_logit), per unit
 //
-// On CPU (float, double) each step is one GEMM (straight into BLAS) into the step's row of ``vs``,
+// On CPU (float, double) each step is one GEMM (straight into BLAS) into the step's row of ``vs``
+// (a sparse product with a reservoir's CSR W_hh, forward only),
 // then ONE pass over (B, H) that finishes v_t and mu_t (and, backward, every pointwise gradient),
 // with ATen's SIMD vectors, split over the cores. Without a recurrent matrix the units are independent: the whole
 // time loop runs inside one split of the units over the cores, and v_t is not stored but
@@ -23,6 +24,7 @@
 
 namespace {
 
+using rnnkit::CsrStepProduct;
 using rnnkit::fast_tanh;
 using rnnkit::for_unit_ranges;
 using rnnkit::StepProduct;
@@ -140,9 +142,17 @@ void forward_cpu(const at::Tensor& xp, const at::Tensor& h0, const std::optional
       });
       return;
     }
-    const StepProduct recurrent(w_hh->t(), batch);  // mu_{t-1} W_hh^T
+    // mu_{t-1} W_hh^T: a GEMM, or a sparse product with a reservoir's CSR W_hh
+    std::optional<StepProduct> dense;
+    std::optional<CsrStepProduct<scalar_t>> sparse;
+    if (w_hh->layout() == at::kSparseCsr) {
+      sparse.emplace(*w_hh);
+    } else {
+      dense.emplace(w_hh->t(), batch);
+    }
     for (int64_t t = 0; t < steps; ++t) {
-      recurrent(k.before(t), k.vs + t * batch * hidden, /*accumulate=*/false);
+      scalar_t* product = k.vs + t * batch * hidden;
+      sparse ? (*sparse)(k.before(t), product, batch) : (*dense)(k.before(t), product, /*accumulate=*/false);
       for_unit_ranges<scalar_t>(batch, hidden, [&](int64_t j0, int64_t j1) {
         forward_step<scalar_t, true>(k, t, j0, j1);
       });
@@ -199,7 +209,11 @@ void forward_composed(const at::Tensor& xp_in, const at::Tensor& h0, const std::
     at::Tensor v;
     if (w_hh) {
       v = vs[t];
-      at::addmm_out(v, xp[t], mu, w_hh->t());
+      if (w_hh->layout() == at::kSparseCsr) {
+        v.copy_(xp[t] + at::mm(*w_hh, mu.t()).t());  // sparse W_hh mu_{t-1}^T, transposed
+      } else {
+        at::addmm_out(v, xp[t], mu, w_hh->t());
+      }
       v.tanh_();
     } else {
       v = xp[t].tanh();
@@ -237,8 +251,10 @@ bool runs_on_cpu_loops(const at::Tensor& xp) {
   return xp.device().is_cpu() && (xp.scalar_type() == at::kFloat || xp.scalar_type() == at::kDouble);
 }
 
+// A sparse tensor (a reservoir's CSR W_hh) is passed as it is: its parts are read directly.
 std::optional<at::Tensor> contiguous(const std::optional<at::Tensor>& tensor) {
-  return tensor ? std::optional<at::Tensor>(tensor->contiguous()) : std::nullopt;
+  if (!tensor) return std::nullopt;
+  return tensor->layout() == at::kStrided ? tensor->contiguous() : *tensor;
 }
 
 std::vector<at::Tensor> leaky_forward(const at::Tensor& xp_in, const at::Tensor& h0_in,
@@ -250,6 +266,9 @@ std::vector<at::Tensor> leaky_forward(const at::Tensor& xp_in, const at::Tensor&
               "leaky_forward: mu_0 must be (B, H) = (", batch, ", ", hidden, "), got ", h0_in.sizes());
   TORCH_CHECK(!w_in || (w_in->dim() == 2 && w_in->size(0) == hidden && w_in->size(1) == hidden),
               "leaky_forward: W_hh must be (H, H)");
+  TORCH_CHECK(!w_in || w_in->layout() == at::kStrided || (w_in->layout() == at::kSparseCsr &&
+                                                             w_in->scalar_type() == xp_in.scalar_type()),
+              "leaky_forward: W_hh must be dense, or sparse CSR of xp's dtype");
   TORCH_CHECK(!b_in || b_in->numel() == hidden, "leaky_forward: b_hh must have H elements");
   TORCH_CHECK(alpha_logit.numel() == hidden, "leaky_forward: alpha_logit must have H elements");
   TORCH_CHECK(!alive_in || alive_in->numel() == steps * batch, "leaky_forward: alive must be (T, B, 1)");
@@ -282,6 +301,8 @@ std::vector<at::Tensor> leaky_backward(const at::Tensor& states, const at::Tenso
                   states.size(1) == batch && states.size(2) == hidden,
               "leaky_backward: states must be (1, B, H) or (T+1, B, H), got ", states.sizes());
   TORCH_CHECK(grad_h_final.numel() == batch * hidden, "leaky_backward: grad of mu_T must be (B, H)");
+  TORCH_CHECK(!w_in || w_in->layout() == at::kStrided,
+              "leaky_backward: a sparse W_hh is a reservoir's fixed matrix; its recurrence has no backward");
   const std::optional<at::Tensor> w_hh = contiguous(w_in), alive = contiguous(alive_in);
   const at::Tensor grad_outputs = grad_outputs_in.contiguous(), saved_v = saved_v_in.contiguous();
   const at::Tensor alpha = at::sigmoid(alpha_logit).contiguous(), oma = 1 - alpha;
