@@ -53,17 +53,27 @@ class Forecast:
         return float((self.generated[-1] - self.signal[-1]).abs() / self.signal.std())
 
 
+def mackey_glass_task(setup: ForecastSetup) -> tuple[Tensor, Tensor, Tensor]:
+    """The squashed series ``(train + horizon,)``, and the ESN's inputs and targets ``(T, 1, 1)``."""
+    signal = torch.tanh(mackey_glass(setup.train + setup.horizon, washout=1000, seed=setup.seed) - 1)
+    targets = signal.view(-1, 1, 1)  # (T, B=1, O=1)
+    return signal, torch.full_like(targets, CONSTANT_INPUT), targets
+
+
+def forecasting_esn(setup: ForecastSetup) -> EchoStateNetwork:
+    """The echo state network of ``setup``: one input (the constant), one output fed back."""
+    return EchoStateNetwork(
+        1, 1, size=setup.size, spectral_radius=setup.spectral_radius, leak=setup.leak, density=setup.density,
+        input_scaling=setup.input_scaling, feedback=True, feedback_scaling=setup.feedback_scaling, seed=setup.seed,
+    )  # fmt: skip
+
+
 def forecast_mackey_glass(setup: ForecastSetup) -> Forecast:
     """Fit on the first ``setup.train`` steps, then forecast ``setup.horizon`` steps freely."""
     if setup.washout >= setup.train:
         raise ValueError(f"washout must be shorter than train. Expected < {setup.train}, got {setup.washout}")
-    signal = torch.tanh(mackey_glass(setup.train + setup.horizon, washout=1000, seed=setup.seed) - 1)
-    targets = signal.view(-1, 1, 1)  # (T, B=1, O=1)
-    inputs = torch.full_like(targets, CONSTANT_INPUT)
-    esn = EchoStateNetwork(
-        1, 1, size=setup.size, spectral_radius=setup.spectral_radius, leak=setup.leak, density=setup.density,
-        input_scaling=setup.input_scaling, feedback=True, feedback_scaling=setup.feedback_scaling, seed=setup.seed,
-    )  # fmt: skip
+    signal, inputs, targets = mackey_glass_task(setup)
+    esn = forecasting_esn(setup)
     started = time.perf_counter()
     training_nrmse, state = esn.fit(
         inputs[: setup.train], targets[: setup.train], washout=setup.washout, ridges=setup.ridges,
