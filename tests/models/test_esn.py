@@ -67,3 +67,35 @@ def test_feedback_noise_is_seeded_and_changes_the_fit(series):
     torch.testing.assert_close(readout_after_fit(1e-3, 5), readout_after_fit(1e-3, 5), rtol=0, atol=0)
     assert not torch.equal(readout_after_fit(1e-3, 5), readout_after_fit(0.0, 5))
     assert not torch.equal(readout_after_fit(1e-3, 5), readout_after_fit(1e-3, 6))
+
+
+def test_free_run_validation_scores_each_ridge_by_its_closed_loop_error(series):
+    steps, washout, horizon, ridges = 600, 100, 25, (1e-11, 1e-7, 1e-3)
+    esn = EchoStateNetwork(1, 1, size=120, spectral_radius=0.9, density=0.1, feedback=True, seed=3)
+    esn.fit(bias_input(steps), series[:steps], washout=washout, ridges=ridges, validation_horizon=horizon)
+
+    # independently: each ridge fitted on the steps before the split (100 + 400 = 500), then run free
+    # for 25 steps from the teacher-forced state at steps 500, 525, ..., 575, one run at a time
+    split = 500
+    twin = EchoStateNetwork(1, 1, size=120, spectral_radius=0.9, density=0.1, feedback=True, seed=3)
+    previous = torch.cat([torch.zeros(1, 1, 1, dtype=torch.float64), series[: steps - 1]])
+    features, _ = twin.features(bias_input(steps), previous)
+    expected = {}
+    for ridge in ridges:
+        twin.fit(bias_input(split), series[:split], washout=washout, ridges=(ridge,))
+        errors = []
+        for start in range(split, steps - horizon + 1, horizon):
+            run = twin.generate(bias_input(horizon), features[start - 1, :, :120], series[start - 1])
+            errors.append((run - series[start : start + horizon]).pow(2).mean())
+        expected[ridge] = torch.stack(errors).mean().item()
+    assert esn.readout.validation_errors == pytest.approx(expected, rel=1e-6)
+    assert esn.readout.ridge == min(expected, key=expected.get)
+
+
+def test_free_run_validation_needs_feedback_and_room_for_one_run(series):
+    without_feedback = EchoStateNetwork(1, 1, size=30, seed=0)
+    with pytest.raises(ValueError, match="feedback=True"):
+        without_feedback.fit(bias_input(300), series[:300], washout=50, validation_horizon=10)
+    esn = EchoStateNetwork(1, 1, size=30, feedback=True, seed=0)
+    with pytest.raises(ValueError, match="Expected >= 84 steps, got 50"):
+        esn.fit(bias_input(300), series[:300], washout=50, validation_horizon=84)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..diagnostics.plots import plot_forecast
 from ..errors import RnnkitError
-from ..training.forecasting import ForecastSetup, forecast_mackey_glass
+from ..training.forecasting import RIDGE_SELECTIONS, ForecastSetup, forecast_mackey_glass
 from .arguments import non_negative_float, non_negative_int, positive_float, positive_int
 
 TASKS = ("mackey-glass",)
@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--density", type=positive_float, default=defaults.density, help="fraction of nonzero W")
     parser.add_argument("--ridge", type=positive_float, default=None,
                         help="the readout's ridge (default: chosen on a validation split)")
+    parser.add_argument("--ridge-selection", choices=RIDGE_SELECTIONS, default=defaults.ridge_selection,
+                        help="choose the ridge by the error of free runs of --horizon steps (default) or of "
+                             "one-step predictions, on the last fifth of the training steps")
     parser.add_argument("--train", type=positive_int, default=defaults.train, help="teacher-forced steps")
     parser.add_argument("--washout", type=non_negative_int, default=defaults.washout, help="steps the readout ignores")
     parser.add_argument("--horizon", type=positive_int, default=defaults.horizon, help="free-running steps")
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     ridges = (args.ridge,) if args.ridge is not None else ForecastSetup().ridges
     setup = ForecastSetup(
         size=args.size, spectral_radius=args.spectral_radius, leak=args.leak, density=args.density,
-        feedback_noise=args.feedback_noise, ridges=ridges, train=args.train, washout=args.washout,
+        feedback_noise=args.feedback_noise, ridges=ridges, ridge_selection=args.ridge_selection, train=args.train,
+        washout=args.washout,
         horizon=args.horizon, seed=args.seed,
     )  # fmt: skip
     try:

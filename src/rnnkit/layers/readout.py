@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,11 @@ def _rows(tensor: Tensor, name: str, washout: int) -> Tensor:
     if tensor.dim() not in (2, 3):
         raise ValueError(f"{name} must be (T, B, F) or (S, F), got {tuple(tensor.shape)}")
     return tensor[washout:].reshape(-1, tensor.size(-1)).to(torch.float64)
+
+
+def fitting_steps(steps: int, validation_fraction: float) -> int:
+    """Of ``steps``, how many come before the validation split (at least one step is held out)."""
+    return steps - max(1, round(validation_fraction * steps))
 
 
 def _linear(states: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -44,7 +49,10 @@ class RidgeReadout(nn.Module):
     on the steps before it (a chronological split: the next steps of a time series are what
     the readout must predict). It then refits on all steps with that :math:`\lambda`. The first
     ``washout`` steps, where the state still remembers its arbitrary initial value, are dropped.
-    ``validation_errors`` keeps the error of every ridge, ``ridge`` the one chosen.
+    ``validation_errors`` keeps the error of every ridge, ``ridge`` the one chosen. A ``score``
+    replaces that error: called while the readout holds a candidate's weights (fitted on the
+    steps before the split), it returns the candidate's error, e.g. of a free run over the
+    validation steps (:meth:`~rnnkit.models.EchoStateNetwork.fit`).
 
     ``weight`` (O, N) and ``bias`` (O,) are buffers (float64); ``predict(states)`` maps
     ``(..., N)`` to ``(..., O)`` in the states' dtype.
@@ -70,6 +78,7 @@ class RidgeReadout(nn.Module):
         washout: int = 0,
         ridges: Sequence[float] = DEFAULT_RIDGES,
         validation_fraction: float = 0.2,
+        score: Callable[[], float] | None = None,
     ) -> RidgeReadout:
         """Fit ``weight`` and ``bias`` to map ``states`` (T, B, N) or (S, N) to ``targets`` (…, O)."""
         self._check(states, targets, washout, ridges, validation_fraction)
@@ -79,18 +88,25 @@ class RidgeReadout(nn.Module):
         self.validation_errors = {}
         if len(ridges) > 1:
             rows_per_step = x.size(0) // steps  # B for (T, B, N), 1 for (S, N)
-            split = rows_per_step * (steps - max(1, round(validation_fraction * steps)))
+            split = rows_per_step * fitting_steps(steps, validation_fraction)
             fitted = _normal_equations(augmented[:split], y[:split])  # once for every ridge
             for ridge in ridges:
                 solution = _ridge_solution(*fitted, ridge)
-                error = (augmented[split:] @ solution - y[split:]).pow(2).mean().item()
+                if score is None:
+                    error = (augmented[split:] @ solution - y[split:]).pow(2).mean().item()
+                else:
+                    self._set(solution)
+                    error = score()
                 self.validation_errors[float(ridge)] = error
         self.ridge = float(min(self.validation_errors, key=self.validation_errors.get) if self.validation_errors
                            else ridges[0])
-        solution = _ridge_solution(*_normal_equations(augmented, y), self.ridge)
+        self._set(_ridge_solution(*_normal_equations(augmented, y), self.ridge))
+        return self
+
+    def _set(self, solution: Tensor) -> None:
+        """Take ``[W c]^T`` (N + 1, O) as the weights."""
         self.weight.copy_(solution[:-1].T)
         self.bias.copy_(solution[-1])
-        return self
 
     def predict(self, states: Tensor) -> Tensor:
         """``(..., N) -> (..., O)``, in the states' dtype."""

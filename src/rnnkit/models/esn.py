@@ -16,12 +16,14 @@ Science 304). With feedback, training feeds the *target* :math:`y_{t-1}` (teache
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..layers import Reservoir, RidgeReadout
+from ..layers.readout import fitting_steps
 
 DEFAULT_RIDGES = tuple(10.0**k for k in range(-12, 0))
 
@@ -78,12 +80,22 @@ class EchoStateNetwork(nn.Module):
 
     def fit(self, inputs: Tensor, targets: Tensor, washout: int = 100, ridges: Sequence[float] = DEFAULT_RIDGES,
             validation_fraction: float = 0.2, state: Tensor | None = None, initial_output: Tensor | None = None,
-            feedback_noise: float = 0.0, generator: torch.Generator | None = None) -> tuple[float, Tensor]:
+            feedback_noise: float = 0.0, generator: torch.Generator | None = None,
+            validation_horizon: int = 0) -> tuple[float, Tensor]:
         """Teacher-forced run over ``inputs`` ``(T, B, I)``, then the ridge readout onto ``targets``.
 
         With feedback the targets shifted by one step are fed back (``initial_output`` ``(B, O)``,
         zeros by default, before the first); ``feedback_noise`` adds Gaussian noise of that standard
         deviation to them, which makes the closed loop robust to its own small errors (Jaeger 2001).
+
+        The ridge is chosen on the last ``validation_fraction`` of the steps after the washout, by
+        the error of one-step predictions there, or, with ``validation_horizon`` > 0 (feedback
+        only), by the error of free runs: each candidate readout runs in closed loop for
+        ``validation_horizon`` steps from the teacher-forced state at every such many steps of the
+        validation part, and its mean squared error over these windows scores it. A readout can
+        predict one step well and still run away in closed loop (the smallest ridges do); the free
+        runs choose for what :meth:`generate` will do.
+
         Returns the training NRMSE after the washout and the final reservoir state, from which
         :meth:`generate` continues.
         """
@@ -98,9 +110,36 @@ class EchoStateNetwork(nn.Module):
             noise = torch.randn(previous.shape, generator=generator, dtype=previous.dtype)
             previous = previous + feedback_noise * noise.to(previous.device)
         features, final = self.features(inputs, previous, state)
-        self.readout.fit(features, targets, washout=washout, ridges=ridges, validation_fraction=validation_fraction)
+        score = None
+        if validation_horizon:
+            split = washout + fitting_steps(inputs.size(0) - washout, validation_fraction)
+            score = self._free_run_score(features, inputs, targets, split, validation_horizon)
+        self.readout.fit(features, targets, washout=washout, ridges=ridges, validation_fraction=validation_fraction,
+                         score=score)
         predicted = self.readout.predict(features[washout:])
         return nrmse(predicted, targets[washout:]), final
+
+    def _free_run_score(self, features: Tensor, inputs: Tensor, targets: Tensor, split: int, horizon: int
+                        ) -> Callable[[], float]:
+        """The mean squared error of free runs of ``horizon`` steps starting at steps ``split``,
+        ``split + horizon``, ... (all at once, as one batch), for the readout as it stands."""
+        if not self.feedback:
+            raise ValueError("validation_horizon needs an output fed back (feedback=True)")
+        starts = range(split, inputs.size(0) - horizon + 1, horizon)
+        if not starts:
+            raise ValueError(f"the validation steps must hold at least one free run. Expected >= {horizon} "
+                             f"steps, got {inputs.size(0) - split}")
+        size = self.reservoir.size
+        state = torch.cat([features[s - 1, :, :size] for s in starts])  # (K * B, N): where each run starts
+        last_output = torch.cat([targets[s - 1] for s in starts])  # (K * B, O)
+        window_inputs = torch.cat([inputs[s : s + horizon] for s in starts], dim=1)  # (horizon, K * B, I)
+        truth = torch.cat([targets[s : s + horizon] for s in starts], dim=1)
+
+        def score() -> float:  # self.readout holds the candidate
+            error = (self.generate(window_inputs, state, last_output) - truth).pow(2).mean().item()
+            return error if math.isfinite(error) else math.inf
+
+        return score
 
     @torch.no_grad()
     def generate(self, inputs: Tensor, state: Tensor, last_output: Tensor) -> Tensor:
