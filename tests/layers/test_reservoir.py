@@ -10,7 +10,7 @@ import torch
 from rnnkit.cells.leaky import LeakyCell
 from rnnkit.engine.loop import run_loop
 from rnnkit.layers import reservoir as reservoir_module
-from rnnkit.layers.readout import RidgeReadout, RLSReadout, gram
+from rnnkit.layers.readout import RidgeReadout, RLSReadout
 from rnnkit.layers.reservoir import Reservoir, arnoldi_radius
 from fused_backends import BACKENDS, two_threads, use_backend
 
@@ -175,17 +175,6 @@ def test_ridge_equals_lstsq_of_the_regularised_problem() -> None:
     torch.testing.assert_close(readout.weight, solution[:-1].T, rtol=0, atol=1e-8)
     torch.testing.assert_close(readout.bias, solution[-1], rtol=0, atol=1e-8)
     torch.testing.assert_close(readout.predict(x), x @ solution[:-1] + solution[-1], rtol=0, atol=1e-8)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_gram_equals_the_transpose_times_the_matrix(dtype: torch.dtype) -> None:
-    x = torch.randn(300, 75, dtype=dtype)[:, 5:]  # rows 75 apart: not contiguous
-    result = gram(x)
-    expected = x.double().T @ x.double()
-    rtol, atol = (1e-14, 1e-12) if dtype == torch.float64 else (1e-5, 1e-4)  # entries up to ~300
-    torch.testing.assert_close(result.double(), expected, rtol=rtol, atol=atol)
-    assert result.dtype == dtype
-    assert torch.equal(result, result.T)
 
 
 def test_ridge_choice_is_the_best_on_the_validation_split() -> None:
