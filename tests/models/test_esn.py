@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import doctest
-import math
 
 import pytest
 import torch
 
 import rnnkit.models.esn
 from rnnkit.data import mackey_glass
-from rnnkit.models.esn import EchoStateNetwork, clear_of_instability, nrmse
+from rnnkit.models.esn import EchoStateNetwork, nrmse
 
 TRAIN, HORIZON = 1500, 84
 
@@ -100,18 +99,3 @@ def test_free_run_validation_needs_feedback_and_room_for_one_run(series):
     esn = EchoStateNetwork(1, 1, size=30, feedback=True, seed=0)
     with pytest.raises(ValueError, match="Expected >= 84 steps, got 50"):
         esn.fit(bias_input(300), series[:300], washout=50, validation_horizon=84)
-
-
-@pytest.mark.parametrize(
-    ("errors", "chosen"),
-    [
-        ({1e-12: 1.7e3, 1e-11: 1.5e-10, 1e-10: 2.2e-10}, 1e-10),  # the best runs next to a runaway: step up
-        ({1e-12: math.inf, 1e-11: 1.5e-10, 1e-10: 2.2e-10}, 1e-10),
-        ({1e-12: 1e-9, 1e-11: 1.5e-10, 1e-10: 2.2e-10}, 1e-11),  # a merely worse neighbour: keep the best
-        ({1e-12: 1e-10, 1e-11: 2e-10, 1e-10: 3e-10}, 1e-12),  # the smallest ridge has no smaller neighbour
-        ({1e-11: 1e3, 1e-10: 1e-10}, 1e-10),  # at the edge but no larger ridge to step to
-    ],
-    ids=["runaway", "infinite", "worse", "smallest", "largest"],
-)
-def test_the_chosen_ridge_keeps_clear_of_runaway_free_runs(errors, chosen):
-    assert clear_of_instability(errors) == chosen

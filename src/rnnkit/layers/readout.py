@@ -17,11 +17,6 @@ def _rows(tensor: Tensor, name: str, washout: int) -> Tensor:
     return tensor[washout:].reshape(-1, tensor.size(-1)).to(torch.float64)
 
 
-def smallest_error(validation_errors: dict[float, float]) -> float:
-    """The ridge of the smallest validation error."""
-    return min(validation_errors, key=validation_errors.get)
-
-
 def fitting_steps(steps: int, validation_fraction: float) -> int:
     """Of ``steps``, how many come before the validation split (at least one step is held out)."""
     return steps - max(1, round(validation_fraction * steps))
@@ -57,8 +52,7 @@ class RidgeReadout(nn.Module):
     ``validation_errors`` keeps the error of every ridge, ``ridge`` the one chosen. A ``score``
     replaces that error: called while the readout holds a candidate's weights (fitted on the
     steps before the split), it returns the candidate's error, e.g. of a free run over the
-    validation steps (:meth:`~rnnkit.models.EchoStateNetwork.fit`), and ``choose`` maps the
-    errors ``{ridge: error}`` to the ridge to use (default: the smallest error).
+    validation steps (:meth:`~rnnkit.models.EchoStateNetwork.fit`).
 
     ``weight`` (O, N) and ``bias`` (O,) are buffers (float64); ``predict(states)`` maps
     ``(..., N)`` to ``(..., O)`` in the states' dtype.
@@ -85,7 +79,6 @@ class RidgeReadout(nn.Module):
         ridges: Sequence[float] = DEFAULT_RIDGES,
         validation_fraction: float = 0.2,
         score: Callable[[], float] | None = None,
-        choose: Callable[[dict[float, float]], float] | None = None,
     ) -> RidgeReadout:
         """Fit ``weight`` and ``bias`` to map ``states`` (T, B, N) or (S, N) to ``targets`` (…, O)."""
         self._check(states, targets, washout, ridges, validation_fraction)
@@ -105,10 +98,8 @@ class RidgeReadout(nn.Module):
                     self._set(solution)
                     error = score()
                 self.validation_errors[float(ridge)] = error
-        if not self.validation_errors:
-            self.ridge = float(ridges[0])
-        else:
-            self.ridge = float((choose or smallest_error)(self.validation_errors))
+        self.ridge = float(min(self.validation_errors, key=self.validation_errors.get) if self.validation_errors
+                           else ridges[0])
         self._set(_ridge_solution(*_normal_equations(augmented, y), self.ridge))
         return self
 

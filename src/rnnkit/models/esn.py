@@ -26,7 +26,6 @@ from ..layers import Reservoir, RidgeReadout
 from ..layers.readout import fitting_steps
 
 DEFAULT_RIDGES = tuple(10.0**k for k in range(-12, 0))
-RUNAWAY_FACTOR = 1e3  # a free-run error this many times the best one: that ridge's runs run away
 
 
 class EchoStateNetwork(nn.Module):
@@ -95,8 +94,7 @@ class EchoStateNetwork(nn.Module):
         ``validation_horizon`` steps from the teacher-forced state at every such many steps of the
         validation part, and its mean squared error over these windows scores it. A readout can
         predict one step well and still run away in closed loop (the smallest ridges do); the free
-        runs choose for what :meth:`generate` will do, one ridge clear of the smallest ridges whose
-        free runs run away (:func:`clear_of_instability`).
+        runs choose for what :meth:`generate` will do.
 
         Returns the training NRMSE after the washout and the final reservoir state, from which
         :meth:`generate` continues.
@@ -112,13 +110,12 @@ class EchoStateNetwork(nn.Module):
             noise = torch.randn(previous.shape, generator=generator, dtype=previous.dtype)
             previous = previous + feedback_noise * noise.to(previous.device)
         features, final = self.features(inputs, previous, state)
-        score = choose = None
+        score = None
         if validation_horizon:
             split = washout + fitting_steps(inputs.size(0) - washout, validation_fraction)
             score = self._free_run_score(features, inputs, targets, split, validation_horizon)
-            choose = clear_of_instability
         self.readout.fit(features, targets, washout=washout, ridges=ridges, validation_fraction=validation_fraction,
-                         score=score, choose=choose)
+                         score=score)
         predicted = self.readout.predict(features[washout:])
         return nrmse(predicted, targets[washout:]), final
 
@@ -155,19 +152,6 @@ class EchoStateNetwork(nn.Module):
             previous = self.readout.predict(features[0])
             outputs.append(previous)
         return torch.stack(outputs)
-
-
-def clear_of_instability(validation_errors: dict[float, float]) -> float:
-    """The ridge of the smallest free-run error, or the next larger one if the next smaller ridge's
-    free runs erred ``RUNAWAY_FACTOR`` times more: the best ridge then sits at the edge of stability,
-    and the final refit on every step (more rows, so relatively less regularisation) can cross it.
-    Measured on Mackey-Glass (1000 units, 9000 steps): one trial in twenty chose a ridge whose free
-    run validated at 1.5e-10 next to one at 1.7e+3, and its refit ran away in the forecast."""
-    ridges = sorted(validation_errors)
-    best = min(ridges, key=validation_errors.get)
-    index = ridges.index(best)
-    at_edge = index > 0 and validation_errors[ridges[index - 1]] > RUNAWAY_FACTOR * validation_errors[best]
-    return ridges[index + 1] if at_edge and index + 1 < len(ridges) else best
 
 
 def nrmse(predicted: Tensor, target: Tensor) -> float:
