@@ -93,7 +93,7 @@ class EchoStateClassifier(nn.Module):
         for i, sequence in enumerate(sequences):
             if sequence.dim() != 2 or sequence.size(0) == 0:
                 raise ValueError(f"sequences[{i}] must be (T_i, I) with T_i >= 1, got {tuple(sequence.shape)}")
-        dtype = self.reservoir.cell.weight_hh.dtype
+        dtype = self.reservoir.cell.weight_ih.dtype  # the reservoir's own dtype
         inputs = pad_sequence([s.to(dtype) for s in sequences])  # (T, B, I), zeros after each length
         lengths = torch.tensor([s.size(0) for s in sequences], device=inputs.device)  # (B,)
         states, _ = self.reservoir(inputs)  # (T, B, N)
