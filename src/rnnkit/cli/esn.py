@@ -44,9 +44,8 @@ def run(args: argparse.Namespace) -> int:
     ridges = (args.ridge,) if args.ridge is not None else ForecastSetup().ridges
     setup = ForecastSetup(
         size=args.size, spectral_radius=args.spectral_radius, leak=args.leak, density=args.density,
-        feedback_noise=args.feedback_noise, ridges=ridges, ridge_selection=args.ridge_selection, train=args.train,
-        washout=args.washout,
-        horizon=args.horizon, seed=args.seed,
+        feedback_noise=args.feedback_noise, ridges=ridges, ridge_selection=args.ridge_selection,
+        train=args.train, washout=args.washout, horizon=args.horizon, seed=args.seed,
     )  # fmt: skip
     try:
         forecast = forecast_mackey_glass(setup)

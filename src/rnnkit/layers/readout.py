@@ -131,7 +131,7 @@ class RidgeReadout(nn.Module):
 
 
 def _normal_equations(augmented: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """For rows ``augmented`` (S, N + 1) and ``y`` (S, O): ``(X^T X, X^T Y)``, which add up over row blocks."""
+    """For rows ``augmented`` (S, N + 1) and ``y`` (S, O): ``(X^T X, X^T Y)``, what every ridge's solve reuses."""
     return augmented.T @ augmented, augmented.T @ y
 
 
