@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 namespace rnnkit {
 
@@ -164,38 +165,76 @@ class StepProduct {
 
 // A step's recurrent product with a sparse CSR matrix: out (m x n) = a (m x k) w^T, w (n x k) in CSR,
 // such as a reservoir's fixed W (1% nonzero: a dense GEMM would read a hundred times the weights).
-// Each output unit is a dot product of a row of w with the state; rows split over the threads when
-// the product is large.
+// Stored as SELL-C-sigma (Kreutzer et al., SIAM J. Sci. Comput. 2014): the rows sorted by their
+// number of nonzeros, then cut into slices of C rows, C one SIMD vector; a slice is stored
+// column-major, padded (value 0, column 0) to its longest row. The C dot products of a slice then
+// run side by side, one gather of the state and one FMA per nonzero of each row: a row's sum in
+// CSR is a chain of dependent scalar FMAs, bound by their latency and by the mispredicted branch
+// where each row ends. The sort keeps the padding near zero for random sparsity patterns. Each
+// row's sum runs over its nonzeros in CSR order, as a plain loop would; slices split over the
+// threads when the product is large.
 template <typename scalar_t>
 class CsrStepProduct {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  using index_t = at::vec::int_same_size_t<scalar_t>;  // what at::vec::gather takes for scalar_t
+  static constexpr int64_t kLanes = Vec::size();
+
  public:
-  explicit CsrStepProduct(const at::Tensor& w)
-      : rows_(w.crow_indices().to(at::kLong).contiguous()),
-        columns_(w.col_indices().to(at::kLong).contiguous()),
-        values_(w.values().contiguous()),
-        n_(w.size(0)),
-        k_(w.size(1)) {}
+  explicit CsrStepProduct(const at::Tensor& w) : n_(w.size(0)), k_(w.size(1)) {
+    TORCH_CHECK(k_ <= std::numeric_limits<index_t>::max(), "CsrStepProduct: too many columns, ", k_);
+    const at::Tensor crow = w.crow_indices().to(at::kLong).contiguous();
+    const at::Tensor col = w.col_indices().to(at::kLong).contiguous();
+    const at::Tensor val = w.values().contiguous();
+    const int64_t* row_start = crow.data_ptr<int64_t>();
+    const auto length = [&](int64_t row) { return row_start[row + 1] - row_start[row]; };
+    rows_.resize(n_);
+    for (int64_t i = 0; i < n_; ++i) rows_[i] = i;
+    std::stable_sort(rows_.begin(), rows_.end(), [&](int64_t i, int64_t j) { return length(i) > length(j); });
+    const int64_t slices = (n_ + kLanes - 1) / kLanes;
+    slice_start_.assign(slices + 1, 0);
+    for (int64_t s = 0; s < slices; ++s) {  // a slice's first row is its longest
+      slice_start_[s + 1] = slice_start_[s] + kLanes * length(rows_[s * kLanes]);
+    }
+    columns_.assign(slice_start_[slices], 0);
+    values_.assign(slice_start_[slices], scalar_t(0));
+    const int64_t* columns = col.data_ptr<int64_t>();
+    const scalar_t* values = val.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < n_; ++r) {
+      const int64_t slot = slice_start_[r / kLanes] + r % kLanes, row = rows_[r];
+      for (int64_t p = 0; p < length(row); ++p) {
+        columns_[slot + p * kLanes] = static_cast<index_t>(columns[row_start[row] + p]);
+        values_[slot + p * kLanes] = values[row_start[row] + p];
+      }
+    }
+  }
 
   // a (m x k) and out (m x n) dense, row-major.
   void operator()(const scalar_t* a, scalar_t* out, int64_t m) const {
-    const int64_t* rows = rows_.data_ptr<int64_t>();
-    const int64_t* columns = columns_.data_ptr<int64_t>();
-    const scalar_t* values = values_.data_ptr<scalar_t>();
-    const int64_t grain = m * values_.numel() <= kSerialGemmMacs ? n_ : 1;
-    at::parallel_for(0, n_, grain, [&](int64_t i0, int64_t i1) {
+    const int64_t slices = static_cast<int64_t>(slice_start_.size()) - 1;
+    const int64_t grain = m * static_cast<int64_t>(values_.size()) <= kSerialGemmMacs ? slices : 1;
+    at::parallel_for(0, slices, grain, [&](int64_t s0, int64_t s1) {
+      alignas(64) scalar_t sums[kLanes];
       for (int64_t b = 0; b < m; ++b) {
         const scalar_t* state = a + b * k_;
-        for (int64_t i = i0; i < i1; ++i) {
-          scalar_t sum = 0;
-          for (int64_t p = rows[i]; p < rows[i + 1]; ++p) sum += values[p] * state[columns[p]];
-          out[b * n_ + i] = sum;
+        for (int64_t s = s0; s < s1; ++s) {
+          Vec sum(scalar_t(0));
+          for (int64_t p = slice_start_[s]; p < slice_start_[s + 1]; p += kLanes) {
+            const Vec x = at::vec::gather<sizeof(scalar_t)>(state, at::vec::Vectorized<index_t>::loadu(&columns_[p]));
+            sum = at::vec::fmadd(Vec::loadu(&values_[p]), x, sum);
+          }
+          sum.store(sums);
+          const int64_t lanes = std::min(kLanes, n_ - s * kLanes);
+          for (int64_t r = 0; r < lanes; ++r) out[b * n_ + rows_[s * kLanes + r]] = sums[r];
         }
       }
     });
   }
 
  private:
-  at::Tensor rows_, columns_, values_;  // CSR: row offsets (n + 1), column of each nonzero, its value
+  std::vector<int64_t> rows_;         // the rows, longest first: slice s holds rows_[s C .. s C + C)
+  std::vector<int64_t> slice_start_;  // where each slice's (column-major, padded) entries begin
+  std::vector<index_t> columns_;      // per entry: the column of the state it multiplies
+  std::vector<scalar_t> values_;      // per entry: the matrix value, 0 in padding
   int64_t n_, k_;
 };
 
