@@ -10,7 +10,7 @@ import torch
 from rnnkit.cells.leaky import LeakyCell
 from rnnkit.engine.loop import run_loop
 from rnnkit.layers import reservoir as reservoir_module
-from rnnkit.layers.readout import RidgeReadout, RLSReadout
+from rnnkit.layers.readout import RidgeReadout, RLSReadout, gram_matrix
 from rnnkit.layers.reservoir import Reservoir, arnoldi_radius
 from fused_backends import BACKENDS, two_threads, use_backend
 
@@ -126,6 +126,29 @@ def test_sparse_recurrent_matrix_runs_as_the_dense_loop_does(dtype: torch.dtype)
     torch.testing.assert_close(final, expected_final, rtol=0, atol=tolerance)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_sparse_product_handles_rows_of_every_length(dtype: torch.dtype) -> None:
+    # The kernel sorts W's rows by their nonzero count and runs them a SIMD vector at a time,
+    # padded to the longest of each group: rows from empty to full, in shuffled order, and a
+    # size that is no multiple of any vector width must still give the dense loop's states
+    size = 37
+    generator = torch.Generator().manual_seed(14)
+    lengths = torch.randperm(size + 1, generator=generator)[:size]  # 0..37 nonzeros, each at most once
+    keep = torch.rand(size, size, generator=generator).argsort(dim=1) < lengths.unsqueeze(1)
+    w = torch.where(keep, torch.randn(size, size, generator=generator), 0.0).to(dtype) / 6
+    reservoir = Reservoir(2, size, leak=0.7, seed=15, dtype=dtype)
+    reservoir.load_state_dict({**reservoir.state_dict(), "cell.weight_hh": w.to_sparse_csr()})
+    dense = LeakyCell(2, size, alpha=0.3).to(dtype)
+    with torch.no_grad():
+        for name, value in reservoir.cell.state_dict().items():
+            getattr(dense, name).copy_(value.to_dense())
+    u = torch.randn(20, 3, 2, generator=generator, dtype=dtype)
+    states, _ = reservoir(u)
+    expected, _ = run_loop(dense, u, dense.init_state(3, None, dtype))
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(states, expected, rtol=0, atol=tolerance)
+
+
 def test_forward_builds_no_graph_and_continues_from_its_final_state() -> None:
     reservoir = Reservoir(1, 20, leak=0.5, seed=9)
     u = torch.randn(10, 2, 1, requires_grad=True)
@@ -175,6 +198,12 @@ def test_ridge_equals_lstsq_of_the_regularised_problem() -> None:
     torch.testing.assert_close(readout.weight, solution[:-1].T, rtol=0, atol=1e-8)
     torch.testing.assert_close(readout.bias, solution[-1], rtol=0, atol=1e-8)
     torch.testing.assert_close(readout.predict(x), x @ solution[:-1] + solution[-1], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("features", [1, 256, 1002], ids=["one-block", "two-blocks", "seven-blocks"])
+def test_gram_matrix_from_its_upper_blocks_equals_the_full_product(features: int) -> None:
+    x = torch.randn(300, features, generator=torch.Generator().manual_seed(16), dtype=torch.float64)
+    torch.testing.assert_close(gram_matrix(x), x.T @ x, rtol=1e-12, atol=1e-10)
 
 
 def test_ridge_choice_is_the_best_on_the_validation_split() -> None:
