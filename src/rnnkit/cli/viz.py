@@ -8,7 +8,7 @@ indentation, and how often each gate saturates (Karpathy, Johnson & Fei-Fei 2015
 from __future__ import annotations
 
 import argparse
-import logging
+import sys
 from pathlib import Path
 
 from ..data.corpus import read_text_file
@@ -18,8 +18,6 @@ from ..errors import RnnkitError
 from ..training.loading import load_trained_model
 from .arguments import positive_int
 from .train import refuse_task_run
-
-log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CHARS = 3000  # every unit's activation on every character goes into the page
 
@@ -37,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_task_run(args.run_dir, "viz")
     text = read_text_file(args.text)
     if len(text) > args.max_chars:
-        log.warning("showing the first %d of the %d characters of %s (--max-chars)", args.max_chars, len(text), args.text)
+        print(f"rnnkit viz: showing the first {args.max_chars:,} of the {len(text):,} characters of {args.text} (--max-chars)", file=sys.stderr)
         text = text[: args.max_chars]
     trained = load_trained_model(args.run_dir)
     ids = trained.vocabulary.encode(text, what=f"the text in {args.text}")
