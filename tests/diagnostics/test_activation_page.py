@@ -143,18 +143,20 @@ def test_viz_shows_the_first_max_chars(run_dir: Path, tmp_path: Path, capsys: py
 
 
 @pytest.mark.parametrize(
-    ("make_text", "message"),
+    ("name", "content", "message"),
     [
-        (lambda d: d / "missing.txt", "missing.txt does not exist"),
-        (lambda d: d, "is a directory"),
-        (lambda d: (d / "odd.txt", (d / "odd.txt").write_text("déf", encoding="utf-8"))[0], "outside the model's vocabulary: 'é'"),
+        ("missing.txt", None, "missing.txt does not exist"),
+        (".", None, "is a directory"),
+        ("odd.txt", "déf", "outside the model's vocabulary: 'é'"),
     ],
     ids=["missing", "directory", "unknown-character"],
 )
 def test_viz_bad_text_is_one_line_exit_1(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], make_text, message: str
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str | None, message: str
 ) -> None:
-    text = make_text(tmp_path)
+    text = tmp_path / name
+    if content is not None:
+        text.write_text(content, encoding="utf-8")
     capsys.readouterr()
     status = main(["viz", str(run_dir), "--text", str(text), "--out", str(tmp_path / "page.html")])
     err = capsys.readouterr().err

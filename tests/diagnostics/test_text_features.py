@@ -65,7 +65,10 @@ def quoted_text(length: int, seed: int) -> str:
     rng = random.Random(seed)
 
     def words(letters: str) -> str:
-        return " ".join("".join(rng.choice(letters) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 4)))
+        def word() -> str:
+            return "".join(rng.choice(letters) for _ in range(rng.randint(1, 4)))
+
+        return " ".join(word() for _ in range(rng.randint(1, 4)))
 
     parts = []
     while sum(map(len, parts)) < length:

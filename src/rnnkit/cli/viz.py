@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     refuse_task_run(args.run_dir, "viz")
     text = read_text_file(args.text)
     if len(text) > args.max_chars:
-        print(f"rnnkit viz: showing the first {args.max_chars:,} of the {len(text):,} characters of {args.text} (--max-chars)", file=sys.stderr)
+        shown = f"the first {args.max_chars:,} of the {len(text):,} characters of {args.text}"
+        print(f"rnnkit viz: showing {shown} (--max-chars)", file=sys.stderr)
         text = text[: args.max_chars]
     trained = load_trained_model(args.run_dir)
     ids = trained.vocabulary.encode(text, what=f"the text in {args.text}")

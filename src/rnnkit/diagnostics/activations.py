@@ -133,7 +133,9 @@ def _recorder(
     return run
 
 
-def saturated_fractions(gate: Tensor, low: float = SATURATION_LOW, high: float = SATURATION_HIGH) -> tuple[Tensor, Tensor]:
+def saturated_fractions(
+    gate: Tensor, low: float = SATURATION_LOW, high: float = SATURATION_HIGH
+) -> tuple[Tensor, Tensor]:
     """The fraction of a gate's values below ``low`` and above ``high``, per unit.
 
     ``gate``: ``(..., H)`` sigmoid values; the fractions are taken over every leading dimension

@@ -119,7 +119,9 @@ def rank_cells(activations: Sequence[Tensor], features: dict[str, Tensor], top: 
     ranking = {}
     for name, feature in features.items():
         scores = [
-            CellScore(k, j, float(r)) for k, cell in enumerate(activations) for j, r in enumerate(correlations(cell, feature))
+            CellScore(k, j, float(r))
+            for k, cell in enumerate(activations)
+            for j, r in enumerate(correlations(cell, feature))
         ]
         ranking[name] = sorted(scores, key=lambda s: -abs(s.correlation))[:top]
     return ranking
