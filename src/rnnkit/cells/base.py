@@ -10,6 +10,9 @@ over a sequence, the layer (``rnnkit.Recurrent``) stacks and reverses cells. A c
 - ``init_state(batch, device, dtype)``: the zero state, a tuple of tensors;
 - ``step(xp_t, state, t) -> (output_t, new_state)``: the reference equations, written plainly;
 - ``kernel``: the name of its fused kernel family in ``rnnkit.engine.fused``, or None.
+
+A gated cell (LSTM, GRU, MUT) derives from :class:`GatedCell` and writes its equations once, in
+``step_and_gates``, which also returns its sigmoid gates for diagnostics; ``step`` drops them.
 """
 
 from __future__ import annotations
@@ -74,8 +77,31 @@ class RecurrentCell(nn.Module):
         """One time step: ``xp_t`` is row ``t`` of ``input_projection(x)``, shape ``(B, G)``."""
         raise NotImplementedError
 
+    def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """``step``, and the values of the step's sigmoid gates by name, each ``(B, H)`` in (0, 1).
+
+        For diagnostics (gate saturation, activation pages). A cell without gates reports ``{}``.
+        """
+        return (*self.step(xp_t, state, t), {})
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
+
+
+class GatedCell(RecurrentCell):
+    """A cell with sigmoid gates: its equations live in ``step_and_gates`` alone.
+
+    ``step`` is ``step_and_gates`` without the gates, so the gates a diagnostic reads are the very
+    values the step used. The gates are named as in the cell's docstring (LSTM ``i, f, o``; GRU
+    and MUT ``r, z``); candidates such as the LSTM's ``g`` are tanh units, not gates.
+    """
+
+    def step(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State]:
+        output, new_state, _ = self.step_and_gates(xp_t, state, t)
+        return output, new_state
+
+    def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
+        raise NotImplementedError
 
 
 def optional_parameter(enabled: bool, *shape: int) -> nn.Parameter | None:

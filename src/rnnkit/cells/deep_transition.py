@@ -106,11 +106,18 @@ class DeepTransitionCell(RecurrentCell):
         return self.cell.init_state(batch, device, dtype)
 
     def step(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State]:
+        return self.cell.step(xp_t, self._transition(state), t)
+
+    def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
+        return self.cell.step_and_gates(xp_t, self._transition(state), t)
+
+    def _transition(self, state: State) -> State:
+        """The state with its first tensor through the L transition layers."""
         h, *rest = state  # h: (B, S)
         phi = NONLINEARITIES[self.activation]
         for weight, bias in zip(self.weight_tr.unbind(0), self.bias_tr.unbind(0)):
             h = phi(nn.functional.linear(h, weight, bias))
-        return self.cell.step(xp_t, (h, *rest), t)
+        return (h, *rest)
 
     def __getattr__(self, name: str) -> Any:
         """The wrapped cell's parameters and buffers under their own names, as in ``state_dict``."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import RecurrentCell, State, optional_parameter
+from .base import GatedCell, State, optional_parameter
 
 
-class GRUCell(RecurrentCell):
+class GRUCell(GatedCell):
     r"""GRU cell (Cho et al. 2014).
 
     .. math::
@@ -52,7 +52,7 @@ class GRUCell(RecurrentCell):
         self.bias_hh = optional_parameter(bias, 3 * hidden_size)
         self.reset_parameters()
 
-    def step(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State]:
+    def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
         (h,) = state
         x_r, x_z, x_n = xp_t.chunk(3, dim=1)
         if self.reset_after:
@@ -67,7 +67,7 @@ class GRUCell(RecurrentCell):
             n = torch.tanh(x_n + nn.functional.linear(r * h, self.weight_hh[2 * H :], b_n))
         z = torch.sigmoid(x_z + h_z)
         h = (1.0 - z) * n + z * h
-        return h, (h,)
+        return h, (h,), {"r": r, "z": z}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, reset_after={self.reset_after}"

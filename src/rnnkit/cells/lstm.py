@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import RecurrentCell, State, optional_parameter
+from .base import GatedCell, State, optional_parameter
 
 
-class LSTMCell(RecurrentCell):
+class LSTMCell(GatedCell):
     r"""LSTM cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000).
 
     .. math::
@@ -47,6 +47,7 @@ class LSTMCell(RecurrentCell):
         >>> cell = LSTMCell(3, 5, peephole=True)
         >>> xp = cell.input_projection(torch.randn(7, 2, 3))   # (T, B, 4H)
         >>> y, (h, c) = cell.step(xp[0], cell.init_state(2, xp.device, xp.dtype), 0)
+        >>> y, (h, c), gates = cell.step_and_gates(xp[0], (h, c), 1)   # gates: i, f, o (B, H)
     """
 
     kernel = "lstm"  # the fused kernel family (rnnkit.engine.fused)
@@ -98,7 +99,7 @@ class LSTMCell(RecurrentCell):
             self.bias_ih[gate] = value
             self.bias_hh[gate] = 0.0
 
-    def step(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State]:
+    def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
         h, c = state
         gates = xp_t + nn.functional.linear(h, self.weight_hh, self.bias_hh)  # (B, G*H)
         if self.coupled:
@@ -115,10 +116,11 @@ class LSTMCell(RecurrentCell):
         c = f * c + i * torch.tanh(g)
         if self.peephole:
             o = o + self.weight_co * c
-        h = torch.sigmoid(o) * torch.tanh(c)
+        o = torch.sigmoid(o)
+        h = o * torch.tanh(c)
         if self.proj_size:
             h = nn.functional.linear(h, self.weight_hr)
-        return h, (h, c)
+        return h, (h, c), {"i": i, "f": f, "o": o}
 
     def extra_repr(self) -> str:
         options = [f"forget_bias={self.forget_bias}"]

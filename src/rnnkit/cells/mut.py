@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import RecurrentCell, State
+from .base import GatedCell, State
 
 
-class _MUTCell(RecurrentCell):
+class _MUTCell(GatedCell):
     """What the three mutants share: the parameters' shapes and the GRU-style update."""
 
     input_matrices: int  # how many of W_xr, W_xz, W_xh the cell has
@@ -75,13 +75,14 @@ class MUT1Cell(_MUTCell):
         rz = nn.functional.linear(x, self.weight_ih, self.bias_ih[: 2 * H])  # (T, B, 2H)
         return torch.cat([rz, torch.tanh(x) + self.bias_ih[2 * H :]], dim=-1)  # (T, B, 3H)
 
-    def step(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State]:
+    def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
         (h,) = state
         x_r, x_z, x_n = xp_t.chunk(3, dim=1)
         r = torch.sigmoid(x_r + self.recurrent_part(0, h))
+        z = torch.sigmoid(x_z)
         n = torch.tanh(self.recurrent_part(1, r * h) + x_n)
-        h = self.update(h, torch.sigmoid(x_z), n)
-        return h, (h,)
+        h = self.update(h, z, n)
+        return h, (h,), {"r": r, "z": z}
 
 
 class MUT2Cell(_MUTCell):
@@ -110,15 +111,16 @@ class MUT2Cell(_MUTCell):
         zn = nn.functional.linear(x, self.weight_ih, self.bias_ih[H:])  # (T, B, 2H)
         return torch.cat([x + self.bias_ih[:H], zn], dim=-1)  # (T, B, 3H)
 
-    def step(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State]:
+    def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
         (h,) = state
         H = self.hidden_size
         x_r, x_z, x_n = xp_t.chunk(3, dim=1)
         h_r, h_z = nn.functional.linear(h, self.weight_hh[: 2 * H]).chunk(2, dim=1)
         r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
         n = torch.tanh(self.recurrent_part(2, r * h) + x_n)
-        h = self.update(h, torch.sigmoid(x_z + h_z), n)
-        return h, (h,)
+        h = self.update(h, z, n)
+        return h, (h,), {"r": r, "z": z}
 
 
 class MUT3Cell(_MUTCell):
@@ -142,11 +144,11 @@ class MUT3Cell(_MUTCell):
     input_matrices, recurrent_matrices = 3, 3
     kernel = "mut3"
 
-    def step(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State]:
+    def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
         (h,) = state
         x_r, x_z, x_n = xp_t.chunk(3, dim=1)
         r = torch.sigmoid(x_r + self.recurrent_part(0, h))
         z = torch.sigmoid(x_z + self.recurrent_part(1, torch.tanh(h)))
         n = torch.tanh(self.recurrent_part(2, r * h) + x_n)
         h = self.update(h, z, n)
-        return h, (h,)
+        return h, (h,), {"r": r, "z": z}

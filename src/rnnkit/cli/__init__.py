@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import RnnkitError
-from . import esn, evaluate, sample, train
+from . import esn, evaluate, sample, train, viz
 
-SUBCOMMANDS = {"train": train, "sample": sample, "eval": evaluate, "esn": esn}
+SUBCOMMANDS = {"train": train, "sample": sample, "eval": evaluate, "esn": esn, "viz": viz}
 
 
 class UsageError(Exception):
