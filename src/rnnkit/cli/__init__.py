@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import RnnkitError
-from . import esn, evaluate, sample, train
+from . import diagnose, esn, evaluate, plot, sample, train
 
-SUBCOMMANDS = {"train": train, "sample": sample, "eval": evaluate, "esn": esn}
+SUBCOMMANDS = {
+    "train": train, "sample": sample, "eval": evaluate, "esn": esn, "diagnose": diagnose, "plot": plot,
+}
 
 
 class UsageError(Exception):

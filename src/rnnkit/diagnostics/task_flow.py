@@ -33,7 +33,7 @@ def step_losses(model: SequenceClassifier, kind: str, batch: TaskBatch) -> Tenso
 
 
 def task_gradient_flow(
-    model: SequenceClassifier, kind: str, batch: TaskBatch, loss: str = "last", layer: int = 0, examples: int = 8
+    model: SequenceClassifier, kind: str, batch: TaskBatch, loss: str = "last", layer: int = 0, examples: int = 4
 ) -> GradientFlow:
     """The gradient flow through layer ``layer`` of ``model``'s stack (see
     :func:`~rnnkit.diagnostics.gradient_flow.gradient_flow`) of the loss ``loss`` on ``batch``.
