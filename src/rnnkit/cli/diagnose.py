@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     fresh.add_argument("--cell", choices=cell_names(), help="recurrent cell")
     fresh.add_argument("--task", choices=sorted(TASKS), help="the task whose batch it reads (default: adding)")
     fresh.add_argument("--hidden", type=positive_int, help="units per layer (default: rnnkit train's)")
-    fresh.add_argument("--layers", type=positive_int, help="stacked recurrent layers (default: 1)")
+    fresh.add_argument("--layers", type=positive_int, help="stacked recurrent layers (default: rnnkit train's)")
     fresh.add_argument("--cell-option", metavar="KEY=VALUE", type=key_value, action="append",
                        help="a cell option, e.g. forget_bias=0 (repeatable)")
     fresh.add_argument("--task-option", metavar="KEY=VALUE", type=key_value, action="append",
@@ -123,7 +123,7 @@ def _fresh(args: argparse.Namespace) -> Subject:
     config = TrainConfig()
     config.model.cell = args.cell
     config.model.hidden_size = args.hidden or config.model.hidden_size
-    config.model.num_layers = args.layers or 1
+    config.model.num_layers = args.layers or config.model.num_layers
     config.model.cell_options = dict(args.cell_option or [])
     config.task.name = args.task or "adding"
     config.task.options = dict(args.task_option or [])
