@@ -100,7 +100,7 @@ def test_plot_draws_loss_gradient_norm_and_spectral_radius(
         (["plot", "{missing}"], FAILURE, "expected a run directory holding metrics.jsonl"),
         (["diagnose"], USAGE, "give a run directory DIR or a fresh model's --cell"),
         (["diagnose", "{missing}", "--cell", "lstm"], USAGE, "--cell describes a fresh model"),
-        (["diagnose", "--cell", "lstm", "--layer", "3"], FAILURE, "expected a layer in [0, 1), got 3"),
+        (["diagnose", "--cell", "lstm", "--layers", "1", "--layer", "3"], FAILURE, "expected a layer in [0, 1), got 3"),
     ],
     ids=["missing-dir", "file", "plot-missing", "nothing", "dir-and-cell", "layer"],
 )
