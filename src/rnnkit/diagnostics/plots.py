@@ -1,17 +1,23 @@
-"""Plots of training runs, drawn with matplotlib's non-interactive Agg backend."""
+"""Plots of training runs and diagnostics, drawn with matplotlib's non-interactive Agg backend."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+if TYPE_CHECKING:  # training imports this module; the diagnostics import the model stack
+    from .gradient_flow import GradientFlow
+    from .spectra import Spectrum
+
+DIAGNOSTIC_DPI = 90  # the diagnostics' figures are committed under docs/images: kept small
 
 
 def plot_loss_curves(records: Sequence[dict[str, Any]], png: Path) -> None:
@@ -72,3 +78,75 @@ def plot_forecast(signal: Sequence[float], generated: Sequence[float], png: Path
     errors.grid(alpha=0.3)
     figure.savefig(png, dpi=100)
     plt.close(figure)
+
+
+def plot_gradient_flow(flow: GradientFlow, png: Path, title: str) -> None:
+    """Two log-scale panels against the lag T - k: the state gradient ``||dL/ds_k||``, and the
+    Jacobian product ``||J_T ... J_{k+1}||_2`` with the bound ``(lambda_W lambda_phi)^(T-k)``.
+
+    The y-range follows the measured curves (a decade either side), so that a bound running
+    to 1e-60 or 1e+60 does not flatten them; the bound leaves the frame where it is that loose.
+    """
+    figure, (gradients, products) = plt.subplots(1, 2, figsize=(9, 3.8), layout="constrained")
+    gradients.semilogy(flow.lags, _positive(flow.state_gradient_norms), color="tab:blue")
+    gradients.set_ylabel(r"$\|\partial L / \partial s_k\|$")
+    lags = np.arange(1, len(flow.jacobian_norms) + 1)
+    products.semilogy(lags, _positive(flow.jacobian_norms), color="tab:blue", label="measured")
+    products.semilogy(
+        lags, _positive(flow.bound), "--", color="tab:red",
+        label=rf"bound $({flow.largest_singular_value:.3g} \cdot {flow.derivative_bound:g})^{{T-k}}$ (block {flow.block})",
+    )  # fmt: skip
+    low, high = _positive(flow.jacobian_norms).min(), max(flow.jacobian_norms.max(), 1.0)
+    products.set_ylim(low / 10, high * 10)
+    products.set_ylabel(r"$\|\prod_{i=k+1}^{T} \partial s_i / \partial s_{i-1}\|_2$")
+    products.legend(fontsize="small")
+    for axes in (gradients, products):
+        axes.set_xlabel("lag T - k (steps back from the last)")
+        axes.grid(alpha=0.3, which="both")
+    figure.suptitle(title)
+    figure.savefig(png, dpi=DIAGNOSTIC_DPI)
+    plt.close(figure)
+
+
+def plot_eigenvalues(spectra: Mapping[str, Spectrum], png: Path, title: str) -> None:
+    """The eigenvalues of each recurrent block in the complex plane, with the unit circle."""
+    figure, axes = plt.subplots(figsize=(5, 5), layout="constrained")
+    angles = np.linspace(0, 2 * np.pi, 361)
+    axes.plot(np.cos(angles), np.sin(angles), color="gray", linewidth=0.8, label="unit circle")
+    for name, found in spectra.items():
+        axes.scatter(
+            found.eigenvalues.real, found.eigenvalues.imag, s=12, alpha=0.7,
+            label=f"{name}: radius {found.spectral_radius:.3f}",
+        )  # fmt: skip
+    axes.set_aspect("equal")
+    axes.axhline(0, color="gray", linewidth=0.5)
+    axes.axvline(0, color="gray", linewidth=0.5)
+    axes.set_xlabel("real part")
+    axes.set_ylabel("imaginary part")
+    axes.legend(fontsize="small", loc="upper right")
+    axes.set_title(title)
+    figure.savefig(png, dpi=DIAGNOSTIC_DPI)
+    plt.close(figure)
+
+
+def plot_training_series(records: Sequence[dict[str, Any]], keys: Sequence[str], png: Path, ylabel: str) -> None:
+    """The values of ``keys`` in the records that have them, against the step, on a log scale:
+    the per-update gradient norm, or the spectral radii recorded at every validation."""
+    figure, axes = plt.subplots(figsize=(8, 4), layout="constrained")
+    for key in keys:
+        points = [(r["step"], r[key]) for r in records if key in r]
+        if points:
+            steps, values = zip(*points)
+            marker = "o-" if len(points) < 50 else "-"
+            axes.semilogy(steps, _positive(np.asarray(values)), marker, markersize=3, linewidth=1, label=key)
+    axes.set_xlabel("update")
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize="small")
+    figure.savefig(png, dpi=100)
+    plt.close(figure)
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    """``values`` with zeros raised to the smallest positive double, for a log axis."""
+    return np.maximum(values, np.finfo(np.float64).tiny)

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..diagnostics.spectra import spectral_radii
 from ..errors import CheckpointError, RnnkitError
 from . import optim
 from .checkpoint import Checkpoint, atomic_write_text, latest_checkpoint_path, save_checkpoint
@@ -80,7 +81,8 @@ class TrainingRun(ABC):
     """One training run writing into ``run_dir``; see the module docstring.
 
     The run directory receives ``config.json`` (the resolved configuration), ``metrics.jsonl``
-    (one JSON object per update and per validation), ``loss.png`` and ``checkpoints/``.
+    (one JSON object per update, with its ``grad_norm``, and per validation, with the spectral
+    radius of every recurrent layer's matrix), ``loss.png`` and ``checkpoints/``.
     Subclasses build the model in ``model_factory``, called right after ``torch.manual_seed``,
     so that the initial weights follow the configured seed.
     """
@@ -254,7 +256,9 @@ class TrainingRun(ABC):
         values = self.evaluate()
         if values is None:
             return None
-        self.metrics.write(step=self.step, **values, seconds=self.seconds)
+        # The recurrent matrices' spectral radii beside the validation values: one H×H eigvals
+        # per cell, so that `rnnkit plot` can draw how training moves them.
+        self.metrics.write(step=self.step, **values, **spectral_radii(self.model), seconds=self.seconds)
         self.metrics.plot(self.run_dir / "loss.png")
         if on_validation is not None:
             on_validation(self.step, values)
