@@ -70,6 +70,7 @@ def test_diagnose_a_run_directory(elman_run: Path, tmp_path: Path, capsys: pytes
     first, last = table_value(out, "gradient norm at the first"), table_value(out, "gradient norm at the last")
     assert table_value(out, "ratio first / last") == pytest.approx(first / last, rel=1e-3)
     assert table_value(out, "bound") == pytest.approx(singular**10, rel=1e-3)  # tanh: lambda_phi = 1
+    assert "gate saturation" not in out  # Elman has no gates
 
 
 def test_diagnose_a_fresh_lstm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,6 +79,12 @@ def test_diagnose_a_fresh_lstm(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert status == 0, err
     assert [line.split()[0] for line in out.splitlines()[2:6]] == ["i", "f", "g*", "o"]
     assert out.startswith("lstm at initialisation, layer 0, adding batch of 32, T = 8, loss summed over steps")
+    # gate_saturation's counts are tested in tests/diagnostics; here: one line per gated layer, every gate
+    saturation = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("gate saturation of")]
+    assert len(saturation) == 2  # rnnkit train's default of two layers
+    for line in saturation:
+        fractions = dict(item.split() for item in line.split(", "))
+        assert list(fractions) == ["i", "f", "o"] and all(0.0 <= float(v) <= 1.0 for v in fractions.values())
     for name in ("gradient_flow.png", "eigenvalues.png"):
         assert_png(tmp_path / name)
 

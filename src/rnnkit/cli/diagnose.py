@@ -5,7 +5,7 @@ fresh one at initialisation (``rnnkit diagnose --cell NAME --task adding``).
 Writes ``gradient_flow.png`` (the gradient norm at each step and the norm of the Jacobian
 product against the lag, with the bound (lambda_W lambda_phi)^lag, on log scales) and
 ``eigenvalues.png`` (each recurrent block's eigenvalues with the unit circle) into --out, and
-prints a summary table.
+prints a summary table and, for gated cells, the fraction of each gate's values that are saturated.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch import nn
 
 from ..cells import cell_names
 from ..data.tasks import TASKS, Task
+from ..diagnostics.activations import gate_saturation
 from ..diagnostics.gradient_flow import GradientFlow
 from ..diagnostics.plots import plot_eigenvalues, plot_gradient_flow
 from ..diagnostics.spectra import RecurrentBlock, recurrent_blocks, spectrum
@@ -86,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{subject.description}, layer {args.layer}, {subject.task.name} batch of {args.batch_size}, "
           f"T = {len(flow.jacobian_norms)}, {loss}")
     print(summary_table(flow, blocks))
+    for name, gates in gate_saturation(subject.model, batch.inputs).items():
+        fractions = ", ".join(f"{gate} {fraction:.3f}" for gate, fraction in gates.items())
+        print(f"gate saturation of {name} (fraction below 0.1 or above 0.9): {fractions}")
     print(f"plots: {out / 'gradient_flow.png'}, {out / 'eigenvalues.png'}")
     return 0
 
