@@ -165,9 +165,8 @@ def _ridge_solution(gram_matrix: Tensor, moments: Tensor, ridge: float) -> Tenso
     With ``ridge`` > 0 the matrix is positive definite (the bias column is all ones), so a Cholesky
     factorisation solves it at half the cost of LU; LU where the factorisation fails (``ridge`` 0
     and a rank-deficient X, or round-off at a vanishing ridge)."""
-    penalty = torch.full((gram_matrix.size(0),), float(ridge), dtype=gram_matrix.dtype)
-    penalty[-1] = 0.0  # the bias is not regularised
-    regularised = gram_matrix + torch.diag(penalty)
+    regularised = gram_matrix.clone()
+    regularised.diagonal()[:-1] += ridge  # the bias (last) is not regularised
     factor, info = torch.linalg.cholesky_ex(regularised)
     if info.item() == 0:
         return torch.cholesky_solve(moments, factor)
