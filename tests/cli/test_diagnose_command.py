@@ -89,6 +89,22 @@ def test_diagnose_a_fresh_lstm(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert_png(tmp_path / name)
 
 
+def test_diagnose_a_language_model_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    argv = ["train", "--data", text, "--out", run_dir, "--cell", "gru", "--hidden", "8", "--steps", "3",
+            "--seq-len", "12", "--batch-size", "4", "--no-progress"]
+    assert run_cli(capsys, *argv)[0] == 0
+    status, out, err = run_cli(capsys, "diagnose", run_dir, "--out", tmp_path / "out", "--batch-size", "5")
+    assert status == 0, err
+    assert out.startswith("gru after 3 steps, layer 0, 5 windows of the validation text, T = 12, loss at the last step")
+    assert [line.split()[0] for line in out.splitlines()[2:5]] == ["r", "z", "n*"]
+    assert sum(line.startswith("gate saturation of") for line in out.splitlines()) == 2  # two layers
+    for name in ("gradient_flow.png", "eigenvalues.png"):
+        assert_png(tmp_path / "out" / name)
+
+
 def test_plot_draws_loss_gradient_norm_and_spectral_radius(
     elman_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

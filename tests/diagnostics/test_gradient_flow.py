@@ -17,9 +17,14 @@ from rnnkit.cells.base import RecurrentCell, State
 from rnnkit.data.tasks import make_task
 from rnnkit.diagnostics.gradient_flow import StateRecorder, gradient_flow, recording
 from rnnkit.diagnostics.spectra import SIGMOID_BOUND, TANH_BOUND, recurrent_blocks, spectral_radii, spectrum
-from rnnkit.diagnostics.task_flow import step_losses, task_gradient_flow
+from rnnkit.diagnostics.model_flow import (
+    language_model_gradient_flow,
+    language_model_step_losses,
+    step_losses,
+    task_gradient_flow,
+)
 from rnnkit.engine.loop import run_loop
-from rnnkit.models import SequenceClassifier
+from rnnkit.models import LanguageModel, SequenceClassifier
 from rnnkit.training.task_trainer import task_loss, teacher_forced
 
 STEPS, BATCH, INPUT, HIDDEN = 12, 3, 2, 5
@@ -150,3 +155,25 @@ def test_last_step_loss_of_a_task_model_is_the_task_loss() -> None:
     # direct terms of the summed loss
     np.testing.assert_allclose(last.jacobian_norms, summed.jacobian_norms, rtol=1e-6)
     assert summed.state_gradient_norms[0] > last.state_gradient_norms[0]
+
+
+def test_language_model_flow_is_the_gradient_of_the_last_characters_loss() -> None:
+    # The last two state gradients by hand: run the first T - 1 steps, make the state a leaf, run
+    # the last step from it; the gradient of the last character's loss reaches that leaf and the
+    # last output (both as Frobenius norms over the batch)
+    torch.manual_seed(3)
+    model = LanguageModel(11, "elman", 7, num_layers=1).double().eval()
+    tokens = torch.randint(11, (10, 4))  # (T + 1, B): reads 9 characters, predicts 9
+    flow = language_model_gradient_flow(model, tokens, loss="last")
+    embedded = model.embedding(tokens[:-1])
+    _, (state,) = model.rnn(embedded[:-1])
+    state = state.detach().requires_grad_()
+    last_output, _ = model.rnn(embedded[-1:], (state,))
+    last_output.retain_grad()
+    nn.functional.cross_entropy(model.decoder(last_output[-1]), tokens[-1]).backward()
+    np.testing.assert_allclose(flow.state_gradient_norms[-1], last_output.grad.norm().item(), rtol=1e-9)
+    np.testing.assert_allclose(flow.state_gradient_norms[-2], state.grad.norm().item(), rtol=1e-9)
+    torch.testing.assert_close(  # the summed loss is the training loss times T
+        language_model_step_losses(model, tokens).sum(),
+        nn.functional.cross_entropy(model(tokens[:-1])[0].flatten(0, 1), tokens[1:].flatten()) * 9,
+    )

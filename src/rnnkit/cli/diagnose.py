@@ -1,6 +1,7 @@
 """``rnnkit diagnose``: vanishing and exploding gradients, and the recurrent matrix's eigenvalues,
-of a trained task model (``rnnkit diagnose DIR``, DIR written by ``rnnkit train --task``) or of a
-fresh one at initialisation (``rnnkit diagnose --cell NAME --task adding``).
+of a trained model (``rnnkit diagnose DIR``, DIR written by ``rnnkit train``: a task's model on a
+batch of its task, a language model on windows of its run's validation text, --seq-len
+characters each) or of a fresh task model at initialisation (``rnnkit diagnose --cell NAME --task adding``).
 
 Writes ``gradient_flow.png`` (the gradient norm at each step and the norm of the Jacobian
 product against the lag, with the bound (lambda_W lambda_phi)^lag, on log scales) and
@@ -12,23 +13,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..cells import cell_names
+from ..data.corpus import split_train_validation
 from ..data.tasks import TASKS, Task
 from ..diagnostics.activations import gate_saturation
 from ..diagnostics.gradient_flow import GradientFlow
 from ..diagnostics.plots import plot_eigenvalues, plot_gradient_flow
 from ..diagnostics.spectra import RecurrentBlock, recurrent_blocks, spectrum
-from ..diagnostics.task_flow import LOSSES, task_gradient_flow
+from ..diagnostics.model_flow import LOSSES, language_model_gradient_flow, task_gradient_flow
 from ..training.config import TrainConfig
-from ..training.loading import load_trained_task_model
+from ..training.loading import load_trained_model, load_trained_task_model
 from ..training.task_trainer import build_task_model
+from ..errors import DataError
 from .arguments import key_value, non_negative_int, positive_int
+from .train import _read_text, trained_task
 
 USAGE = 2
 FRESH_FLAGS = ("--cell", "--task", "--hidden", "--layers", "--cell-option", "--task-option")
@@ -36,17 +41,19 @@ FRESH_FLAGS = ("--cell", "--task", "--hidden", "--layers", "--cell-option", "--t
 
 @dataclass(frozen=True)
 class Subject:
-    """The model under diagnosis, its task and how to name it."""
+    """The model under diagnosis, the batch it reads and how to name them."""
 
     model: nn.Module
-    task: Task
-    description: str  # "lstm at initialisation", "elman after 300 steps (runs/x)"
+    inputs: Tensor  # what the model reads: a task batch's inputs, or token ids (T, B)
+    flow: Callable[[str, int, int], GradientFlow]  # (loss, layer, examples) -> the gradient flow on the batch
+    description: str  # "lstm at initialisation", "elman after 300 steps"
+    batch: str  # "adding batch of 32", "32 windows of the validation text"
     out: Path  # the default output directory
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser = subparsers.add_parser(name, help="gradient flow and eigenvalues of a recurrent model", description=__doc__)
-    parser.add_argument("run_dir", nargs="?", type=Path, metavar="DIR", help="a task run directory")
+    parser.add_argument("run_dir", nargs="?", type=Path, metavar="DIR", help="a run directory of rnnkit train (a task's or a language model's)")
     fresh = parser.add_argument_group("a fresh model at initialisation, instead of DIR")
     fresh.add_argument("--cell", choices=cell_names(), help="recurrent cell")
     fresh.add_argument("--task", choices=sorted(TASKS), help="the task whose batch it reads (default: adding)")
@@ -73,21 +80,19 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir is None and args.cell is None:
         return _usage("give a run directory DIR or a fresh model's --cell")
     subject = _trained(args) if args.run_dir is not None else _fresh(args)
-    batch = subject.task.batch(args.batch_size, torch.Generator().manual_seed(args.seed))
-    flow = task_gradient_flow(subject.model, subject.task.kind, batch, args.loss, args.layer, args.examples)
+    flow = subject.flow(args.loss, args.layer, args.examples)
     cell = subject.model.rnn.cells[args.layer * subject.model.rnn.num_directions]
     blocks = recurrent_blocks(cell)
 
     out = args.out or subject.out
     out.mkdir(parents=True, exist_ok=True)
     loss = "loss at the last step" if args.loss == "last" else "loss summed over steps"
-    title = f"{subject.description}, {subject.task.name}, {loss}"
+    title = f"{subject.description}, {subject.batch}, {loss}"
     plot_gradient_flow(flow, out / "gradient_flow.png", title)
     plot_eigenvalues({block.name: spectrum(block.matrix) for block in blocks}, out / "eigenvalues.png", f"{subject.description}, layer {args.layer}")
-    print(f"{subject.description}, layer {args.layer}, {subject.task.name} batch of {args.batch_size}, "
-          f"T = {len(flow.jacobian_norms)}, {loss}")
+    print(f"{subject.description}, layer {args.layer}, {subject.batch}, T = {len(flow.jacobian_norms)}, {loss}")
     print(summary_table(flow, blocks))
-    for name, gates in gate_saturation(subject.model, batch.inputs).items():
+    for name, gates in gate_saturation(subject.model, subject.inputs).items():
         fractions = ", ".join(f"{gate} {fraction:.3f}" for gate, fraction in gates.items())
         print(f"gate saturation of {name} (fraction below 0.1 or above 0.9): {fractions}")
     print(f"plots: {out / 'gradient_flow.png'}, {out / 'eigenvalues.png'}")
@@ -118,9 +123,26 @@ def summary_table(flow: GradientFlow, blocks: list[RecurrentBlock]) -> str:
 
 
 def _trained(args: argparse.Namespace) -> Subject:
-    trained = load_trained_task_model(args.run_dir)
-    description = f"{trained.config.model.cell} after {trained.step} steps"
-    return Subject(trained.model, trained.task, description, args.run_dir)
+    if trained_task(args.run_dir):
+        trained = load_trained_task_model(args.run_dir)
+        return _task_subject(trained.model, trained.task, args, f"{trained.config.model.cell} after {trained.step} steps",
+                             args.run_dir)
+    language_model = load_trained_model(args.run_dir)
+    text = split_train_validation(_read_text(language_model.config), language_model.config.data.validation_fraction)[1]
+    tokens = language_model.vocabulary.encode(text, what="the validation text")
+    steps = language_model.config.data.seq_len
+    if tokens.numel() < steps + 1:
+        raise DataError(f"the validation text must hold at least {steps + 1} characters, got {tokens.numel()}")
+    generator = torch.Generator().manual_seed(args.seed)
+    starts = torch.randint(tokens.numel() - steps, (args.batch_size,), generator=generator)
+    windows = torch.stack([tokens[start : start + steps + 1] for start in starts.tolist()], dim=1)  # (T + 1, B)
+    model = language_model.model
+
+    def flow(loss: str, layer: int, examples: int) -> GradientFlow:
+        return language_model_gradient_flow(model, windows, loss, layer, examples)
+
+    return Subject(model, windows[:-1], flow, f"{language_model.config.model.cell} after {language_model.step} steps",
+                   f"{args.batch_size} windows of the validation text", args.run_dir)
 
 
 def _fresh(args: argparse.Namespace) -> Subject:
@@ -134,7 +156,16 @@ def _fresh(args: argparse.Namespace) -> Subject:
     task = config.task.build()
     torch.manual_seed(args.seed)
     model = build_task_model(task, config.model, config.task).eval()
-    return Subject(model, task, f"{args.cell} at initialisation", Path(f"diagnose-{args.cell}-{task.name}"))
+    return _task_subject(model, task, args, f"{args.cell} at initialisation", Path(f"diagnose-{args.cell}-{task.name}"))
+
+
+def _task_subject(model: nn.Module, task: Task, args: argparse.Namespace, description: str, out: Path) -> Subject:
+    batch = task.batch(args.batch_size, torch.Generator().manual_seed(args.seed))
+
+    def flow(loss: str, layer: int, examples: int) -> GradientFlow:
+        return task_gradient_flow(model, task.kind, batch, loss, layer, examples)
+
+    return Subject(model, batch.inputs, flow, description, f"{task.name} batch of {args.batch_size}", out)
 
 
 def _usage(message: str) -> int:

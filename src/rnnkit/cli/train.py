@@ -195,16 +195,23 @@ def _read_text(config: TrainConfig) -> str:
     return read_text_file(config.data.path) if config.data.path else load_corpus(config.data.corpus)
 
 
-def refuse_task_run(run_dir: Path, command: str) -> None:
-    """Raise RnnkitError (one line) if ``run_dir`` trained a task's model: ``command`` (eval,
-    sample) serves language models only. A directory without a readable config.json passes: the
-    loading of its checkpoint then says what is wrong."""
+def trained_task(run_dir: Path) -> str | None:
+    """The name of the task whose model ``run_dir`` trained, or None for a language model's run. A
+    directory without a readable config.json gives None: the loading of its checkpoint then says
+    what is wrong."""
     try:
         saved = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return
+        return None
     task = saved.get("task") if isinstance(saved, dict) else None
     name = task.get("name") if isinstance(task, dict) else None
+    return name or None
+
+
+def refuse_task_run(run_dir: Path, command: str) -> None:
+    """Raise RnnkitError (one line) if ``run_dir`` trained a task's model: ``command`` (eval,
+    sample) serves language models only."""
+    name = trained_task(run_dir)
     if name:
         raise RnnkitError(f"{run_dir} trained a model of the task {name!r}; rnnkit {command} serves language models only")
 
