@@ -47,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
         args.out.write_text(page, encoding="utf-8")
     except OSError as error:
         raise RnnkitError(f"cannot write the page {args.out}: {error.strerror}") from None
-    print(f"wrote {args.out} ({len(text):,} characters, {len(cells)} layers)")
+    print(f"wrote {args.out} ({len(text):,} characters, {len(cells)} layer{'s' if len(cells) != 1 else ''})")
     return 0
