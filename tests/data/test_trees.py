@@ -107,7 +107,8 @@ def test_expression_batches_agree_with_their_trees(task: ExprTreeTask) -> None:
     targets = [task.target(tree) for tree in trees]
     assert batch.targets.flatten().tolist() == pytest.approx(targets)
     rebuilt = collate_trees(trees, task.leaf_vocabulary, task.node_vocabulary)
-    assert all(torch.equal(getattr(rebuilt, f), getattr(batch.trees, f)) for f in ("labels", "children", "roots", "order"))
+    assert rebuilt.equal(batch.trees)
+    assert not rebuilt.equal(task.batch(64, torch.Generator().manual_seed(1)).trees)
 
 
 def test_expression_values_and_heights() -> None:
@@ -144,3 +145,9 @@ def test_expression_baselines() -> None:
 def test_expression_task_refuses_bad_options(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_task("expr-tree", **options)
+
+
+def test_a_tree_batch_moves_with_its_task_batch() -> None:
+    batch = make_task("expr-tree").batch(3, torch.Generator().manual_seed(0)).to("meta")
+    trees = batch.trees
+    assert all(t.device.type == "meta" for t in (batch.inputs, trees.labels, trees.children, trees.roots, trees.order))

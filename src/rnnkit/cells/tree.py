@@ -160,6 +160,10 @@ class ChildSumTreeLSTMCell(_TreeLSTMCell):
     (4H × I) and ``weight_hh`` (4H × H) stack the gates in torch's order ``i, f, g, o``; the
     ``f`` rows of ``weight_hh`` read each child's :math:`h_{jk}`, the others the sum.
 
+    The children are a multiset: every sum and every forget gate treats them alike, so the node
+    cannot tell ``3 - 4`` from ``4 - 3`` (use :class:`NaryTreeLSTMCell` where order matters); in
+    exchange it takes any number of them, as a dependency tree's words need.
+
     ``forget_bias`` (default 1.0) initialises the forget gate's ``bias_ih`` as in
     :class:`~rnnkit.cells.LSTMCell`. State: ``(h, c)``, each ``(n, H)``. Parameters otherwise
     uniform in :math:`\pm 1/\sqrt{H}`.

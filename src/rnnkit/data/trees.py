@@ -162,7 +162,7 @@ class LabelVocabulary:
             raise DataError(f"expected {what} label in {list(self.labels)}, got {label!r}") from None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # tensors have no truth value: compare with equal
 class TreeBatch:
     """A batch of trees laid out level by level (module docstring); ``N`` nodes in all.
 
@@ -180,6 +180,13 @@ class TreeBatch:
     @property
     def num_trees(self) -> int:
         return self.roots.numel()
+
+    def equal(self, other: TreeBatch) -> bool:
+        """The same trees in the same layout, tensor for tensor (as ``Tensor.equal``)."""
+        tensors = ("labels", "children", "roots", "order")
+        return self.level_sizes == other.level_sizes and all(
+            getattr(self, name).equal(getattr(other, name)) for name in tensors
+        )
 
     def to(self, device: torch.device | str) -> TreeBatch:
         """The same batch with every tensor on ``device``."""
