@@ -39,6 +39,8 @@ SMALL = {
     "addition": {"min_digits": 1, "max_digits": 4},
     "dates": {},
     "parity": {"min_length": 1, "max_length": 9},
+    "expr-tree": {"max_depth": 3},
+    "expr-tree-value": {"max_depth": 3},
 }
 NAMES = [pytest.param(name, id=name) for name in TASKS]
 
@@ -137,7 +139,7 @@ def test_validation_set_is_fixed_by_its_seed(name):
 def test_batch_moves_every_tensor_and_keeps_none():
     batch = make_task("reversal").batch(3, _gen(0)).to("meta")
     assert all(
-        value is None if name == "target_lengths" else value.device.type == "meta"
+        value is None if name in ("target_lengths", "trees") else value.device.type == "meta"
         for name, value in _tensors(batch).items()
     )
 

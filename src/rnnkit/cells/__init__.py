@@ -4,6 +4,9 @@
 (``"peephole"`` is an LSTM with ``peephole=True``). ``make_cell`` builds either by name and checks
 the options, so that a typo is an error rather than silently ignored. One option belongs to
 every cell: ``transition_depth`` L > 0 wraps it in a :class:`DeepTransitionCell` of L layers.
+
+Tree cells (one node of a recursive network, :mod:`.tree`) are named apart, in ``TREE_CELLS``
+and built by ``make_tree_cell``: they compose children's states, not a previous step's.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from .mut import MUT1Cell as MUT1Cell
 from .mut import MUT2Cell as MUT2Cell
 from .mut import MUT3Cell as MUT3Cell
 from .skip import SkipCell as SkipCell
+from .tree import TREE_CELLS as TREE_CELLS
+from .tree import ChildSumTreeLSTMCell as ChildSumTreeLSTMCell
+from .tree import NaryTreeLSTMCell as NaryTreeLSTMCell
+from .tree import TreeCell as TreeCell
+from .tree import TreeRNNCell as TreeRNNCell
+from .tree import make_tree_cell as make_tree_cell
 
 _registry: dict[str, type[RecurrentCell]] = {}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..cells import cell_names
+from ..cells import TREE_CELLS, cell_names
 from ..data.corpus import BUNDLED_CORPORA, load_corpus, read_text_file
 from ..data.tasks import TASKS, make_task, task_options
 from ..engine import executor_names
@@ -38,7 +38,9 @@ USAGE = 2  # exit status of a command line that does not make sense
 # flag -> (config section or "" for the top level, field, argparse options). Defaults live in the
 # config dataclasses alone: every flag defaults to None, meaning "not given".
 FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "--cell": ("model", "cell", {"choices": cell_names(), "help": "recurrent cell"}),
+    "--cell": ("model", "cell", {"choices": [*cell_names(), *TREE_CELLS], "help": (
+        f"recurrent cell; with a tree task (--task expr-tree) also a tree cell ({', '.join(TREE_CELLS)}), "
+        "which reads the expression as a tree (a recurrent cell reads it flattened)")}),
     "--layers": ("model", "num_layers", {"type": positive_int, "help": "stacked recurrent layers"}),
     "--hidden": ("model", "hidden_size", {"type": positive_int, "help": "units per layer"}),
     "--embedding": ("model", "embedding_size", {"type": non_negative_int, "help": "embedding size (0: as --hidden)"}),

@@ -10,3 +10,4 @@ from .language_model import LanguageModel as LanguageModel
 from .language_model import LanguageModelConfig as LanguageModelConfig
 from .seq2seq import Seq2Seq as Seq2Seq
 from .tagger import SequenceTagger as SequenceTagger
+from .tree_model import TreeModel as TreeModel

@@ -18,6 +18,12 @@ seq2seq         :class:`~rnnkit.models.Seq2Seq`             cross-entropy of ``t
                                                             decoding (no teacher forcing)
 ==============  ==========================================  ===================================
 
+A task whose examples are trees (``tree_inputs``, e.g. ``expr-tree``) gives each batch as trees
+and as flattened token sequences: with a tree cell (``treernn``, ``childsum``, ``nary``: a key of
+:data:`~rnnkit.cells.tree.TREE_CELLS`) the model is a :class:`~rnnkit.models.TreeModel` reading
+the trees, predicting at each root; with a recurrent cell it is the kind's sequence model reading
+the flattened text. Loss and metrics are the kind's either way, so the two compare directly.
+
 Every update draws a fresh batch from the task with a ``torch.Generator`` seeded by the config's
 seed; its state goes into each checkpoint, so that a resumed run draws the batches the
 uninterrupted run would have drawn and, on the CPU, reproduces it bit for bit. Validation uses a
@@ -43,10 +49,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..data.tasks import IGNORE_INDEX, Task, TaskBatch, TokenVocabulary
+from ..cells.tree import TREE_CELLS
+from ..data.tasks import IGNORE_INDEX, TASKS, Task, TaskBatch, TokenVocabulary
 from ..decoding import DecoderStepper, SamplingOptions, decode, sampling_choice
 from ..errors import RnnkitError
-from ..models import Seq2Seq, SequenceClassifier, SequenceTagger
+from ..models import Seq2Seq, SequenceClassifier, SequenceTagger, TreeModel
 from ..models.language_model import LanguageModelConfig
 from .checkpoint import Checkpoint
 from .config import TaskConfig, TrainConfig
@@ -62,6 +69,8 @@ GREEDY = SamplingOptions(greedy=True)
 def build_task_model(task: Task, model: LanguageModelConfig, options: TaskConfig) -> nn.Module:
     """The model of ``task``'s kind (module docstring), sized by ``model``, with ``options``'
     pooling or attention; settings that cannot work raise RnnkitError (one line)."""
+    if model.cell in TREE_CELLS:
+        return _tree_model(task, model, options)
     stack: dict[str, Any] = {
         "cell": model.cell, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
         "dropout": model.dropout, "embedding_size": model.embedding_size, "executor": model.executor,
@@ -83,6 +92,25 @@ def build_task_model(task: Task, model: LanguageModelConfig, options: TaskConfig
         raise RnnkitError(f"invalid model settings: {error}") from None
 
 
+def _tree_model(task: Task, model: LanguageModelConfig, options: TaskConfig) -> TreeModel:
+    """The recursive network of a tree task, for a tree cell (``model.cell``)."""
+    if not task.tree_inputs:
+        tree_tasks = ", ".join(name for name, cls in TASKS.items() if cls.tree_inputs)
+        raise RnnkitError(f"the tree cell {model.cell!r} needs a tree task ({tree_tasks}), got {task.name}")
+    if model.executor != "auto":
+        raise RnnkitError(f"tree cells run level by level: expected executor 'auto', got {model.executor!r}")
+    if options.pooling != "last":
+        raise RnnkitError(f"a tree model predicts at each root: expected pooling 'last', got {options.pooling!r}")
+    try:
+        return TreeModel(
+            task.output_size, len(task.leaf_vocabulary), len(task.node_vocabulary), cell=model.cell,
+            hidden_size=model.hidden_size, num_layers=model.num_layers, embedding_size=model.embedding_size,
+            dropout=model.dropout, **model.cell_options,
+        )
+    except (ValueError, TypeError) as error:
+        raise RnnkitError(f"invalid model settings: {error}") from None
+
+
 def teacher_forced(model: nn.Module, kind: str, batch: TaskBatch) -> tuple[Tensor, Tensor]:
     """The model's outputs on ``batch`` and the targets they are scored against.
 
@@ -91,6 +119,8 @@ def teacher_forced(model: nn.Module, kind: str, batch: TaskBatch) -> tuple[Tenso
     reads ``targets[:-1]`` and predicts ``targets[1:]``, with padding set to ``IGNORE_INDEX``.
     Targets that carry no loss hold ``IGNORE_INDEX``.
     """
+    if isinstance(model, TreeModel):
+        return model(batch.trees), batch.targets  # the roots' predictions (B, O)
     if kind == "seq2seq":
         logits = model(batch.inputs, batch.lengths, batch.targets[:-1])  # (U - 1, B, V)
         return logits, batch.targets[1:].masked_fill(~batch.mask[1:], IGNORE_INDEX)

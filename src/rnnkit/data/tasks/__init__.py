@@ -3,16 +3,18 @@
 ``TASKS`` maps a task's name to its class; ``make_task`` builds one by name and checks its
 options, so that a typo is an error rather than silently ignored:
 
-===============  ==============  ==============================================================
-name             kind            problem
-===============  ==============  ==============================================================
-``adding``       regression      add the two marked values (Hochreiter & Schmidhuber 1997)
-``copy_memory``  tagging         copy 10 symbols after a long delay (Arjovsky et al. 2016)
-``reversal``     tagging         write a variable-length sequence back reversed
-``addition``     seq2seq         ``"123+4567"`` -> ``"4690"``
-``dates``        seq2seq         ``"the 3rd of March 2021"`` -> ``"2021-03-03"``
-``parity``       classification  parity of a variable-length bit string
-===============  ==============  ==============================================================
+===================  ==============  ==============================================================
+name                 kind            problem
+===================  ==============  ==============================================================
+``adding``           regression      add the two marked values (Hochreiter & Schmidhuber 1997)
+``copy_memory``      tagging         copy 10 symbols after a long delay (Arjovsky et al. 2016)
+``reversal``         tagging         write a variable-length sequence back reversed
+``addition``         seq2seq         ``"123+4567"`` -> ``"4690"``
+``dates``            seq2seq         ``"the 3rd of March 2021"`` -> ``"2021-03-03"``
+``parity``           classification  parity of a variable-length bit string
+``expr-tree``        classification  an arithmetic expression's value mod 10, as a tree and as text
+``expr-tree-value``  regression      the same expressions' values
+===================  ==============  ==============================================================
 
 Every task draws its batches from a ``torch.Generator`` only; see :mod:`.base` for the tensors
 of a :class:`TaskBatch` of each kind, and each task's docstring for its ``baseline``.
@@ -42,6 +44,8 @@ from .base import TokenVocabulary as TokenVocabulary
 from .classification import ParityTask as ParityTask
 from .copy_memory import CopyMemoryTask as CopyMemoryTask
 from .dates import DatesTask as DatesTask
+from .expr_tree import ExprTreeTask as ExprTreeTask
+from .expr_tree import ExprTreeValueTask as ExprTreeValueTask
 from .reversal import ReversalTask as ReversalTask
 
 _registry: dict[str, type[Task]] = {}
@@ -64,6 +68,8 @@ register_task(ReversalTask)
 register_task(AdditionTask)
 register_task(DatesTask)
 register_task(ParityTask)
+register_task(ExprTreeTask)
+register_task(ExprTreeValueTask)
 
 TASKS: MappingProxyType[str, type[Task]] = MappingProxyType(_registry)
 
@@ -101,6 +107,8 @@ __all__ = [
     "AdditionTask",
     "CopyMemoryTask",
     "DatesTask",
+    "ExprTreeTask",
+    "ExprTreeValueTask",
     "ParityTask",
     "ReversalTask",
     "Task",

@@ -24,6 +24,9 @@ seq2seq         ``(S, B)`` source token ids        ``(U, B)`` target token ids (
   step does. Tagging targets at masked-out steps hold :data:`IGNORE_INDEX` (torch's default
   ``ignore_index``), so ``F.cross_entropy(logits.flatten(0, 1), targets.flatten())`` already skips
   them.
+- ``trees``: a task whose examples are trees (``tree_inputs``) gives them as a
+  :class:`~rnnkit.data.trees.TreeBatch` too, example b's root at ``trees.roots[b]``, beside
+  ``inputs``, their flattened form, so that a recursive and a sequence model read the same data.
 - seq2seq: a target is ``BOS y_1 ... y_m EOS`` padded with ``PAD`` and ``target_lengths = m + 2``;
   ``mask`` is True at its non-padding tokens. With teacher forcing the decoder reads
   ``targets[:-1]`` and predicts ``targets[1:]``, scored where ``mask[1:]``.
@@ -43,6 +46,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from rnnkit.data.trees import TreeBatch
 from rnnkit.data.vocabulary import Vocabulary
 
 #: The kinds of task, see the module docstring.
@@ -61,6 +65,7 @@ class TaskBatch:
     lengths: Tensor | None = None  # (B,) long: valid input steps; None when all are T
     target_lengths: Tensor | None = None  # (B,) long: seq2seq target tokens incl. BOS and EOS
     mask: Tensor | None = None  # bool over the targets' steps: True where loss counts; None: all
+    trees: TreeBatch | None = None  # a tree task's inputs as trees too (``tree_inputs``)
 
     def to(self, device: torch.device | str) -> TaskBatch:
         """The same batch with every tensor on ``device``."""
@@ -130,8 +135,9 @@ def python_random(generator: torch.Generator) -> random.Random:
 class Task(ABC):
     """A synthetic sequence task; subclasses are frozen dataclasses whose fields are its options.
 
-    Class attributes: ``name`` (the registry key), ``kind`` (one of :data:`KINDS`) and
-    ``token_inputs`` (inputs are ``(T, B)`` token ids rather than ``(T, B, I)`` features).
+    Class attributes: ``name`` (the registry key), ``kind`` (one of :data:`KINDS`),
+    ``token_inputs`` (inputs are ``(T, B)`` token ids rather than ``(T, B, I)`` features) and
+    ``tree_inputs`` (batches carry ``trees`` as well).
     Subclasses implement :meth:`_generate` and the properties below, and check their options'
     ranges in ``__post_init__`` after calling this class's, which checks their types.
     """
@@ -139,6 +145,7 @@ class Task(ABC):
     name: ClassVar[str]
     kind: ClassVar[str]
     token_inputs: ClassVar[bool]
+    tree_inputs: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
