@@ -60,10 +60,7 @@ class RecurrentCell(nn.Module):
         return (self.hidden_size,)
 
     def reset_parameters(self) -> None:
-        """torch.nn's initialisation: every parameter uniform in ±1/sqrt(hidden_size)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for parameter in self.parameters():
-            nn.init.uniform_(parameter, -bound, bound)
+        reset_uniformly(self, self.hidden_size)
 
     def input_projection(self, x: Tensor) -> Tensor:
         """The state-independent part of every step at once: ``(T, B, I) -> (T, B, G)``."""
@@ -102,6 +99,13 @@ class GatedCell(RecurrentCell):
 
     def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
         raise NotImplementedError
+
+
+def reset_uniformly(module: nn.Module, hidden_size: int) -> None:
+    """torch.nn's initialisation of recurrent cells: every parameter uniform in ±1/sqrt(hidden_size)."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    for parameter in module.parameters():
+        nn.init.uniform_(parameter, -bound, bound)
 
 
 def optional_parameter(enabled: bool, *shape: int) -> nn.Parameter | None:

@@ -20,7 +20,6 @@ A leaf is a node whose children are all missing: the equations with zero childre
 
 from __future__ import annotations
 
-import math
 from types import MappingProxyType
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import State, optional_parameter
+from .base import State, optional_parameter, reset_uniformly
 
 
 class TreeCell(nn.Module):
@@ -55,10 +54,7 @@ class TreeCell(nn.Module):
         return (self.hidden_size,)
 
     def reset_parameters(self) -> None:
-        """torch.nn's initialisation: every parameter uniform in ±1/sqrt(hidden_size)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for parameter in self.parameters():
-            nn.init.uniform_(parameter, -bound, bound)
+        reset_uniformly(self, self.hidden_size)
 
     def input_projection(self, x: Tensor) -> Tensor:
         """The children-independent part of every node at once: ``(N, I) -> (N, G)``."""
