@@ -15,6 +15,7 @@ import functools
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 SOURCES = sorted((Path(__file__).resolve().parents[1] / "csrc").glob("*.cpp"))
 HEADERS = sorted((Path(__file__).resolve().parents[1] / "csrc").glob("*.h"))
 BACKEND_VARIABLE = "RNNKIT_FUSED_BACKEND"
+LIBRARY = "rnnkit_fused"
+# A build takes a minute or two; a lock older than this was left by a build that was killed.
+STALE_LOCK_SECONDS = 15 * 60
 
 
 @functools.cache
@@ -35,8 +39,9 @@ def ops() -> Any | None:
     try:
         from torch.utils import cpp_extension
 
+        remove_stale_lock(Path(cpp_extension._get_build_directory(LIBRARY, False)))
         cpp_extension.load(
-            name="rnnkit_fused",
+            name=LIBRARY,
             sources=[str(source) for source in SOURCES],
             # -fopenmp: at::parallel_for splits pointwise loops over the cores only with OpenMP.
             # -march=native: the library is built and cached on the machine that runs it.
@@ -49,6 +54,22 @@ def ops() -> Any | None:
         log.warning("the fused C++ kernels could not be built (%s); using their Python versions", _first_line(error))
         return None
     return torch.ops.rnnkit
+
+
+def remove_stale_lock(build_directory: Path) -> None:
+    """Delete the ``lock`` file a killed build left in ``build_directory``, if it is old.
+
+    torch's loader makes that file while it builds and waits, without a time limit, for it to go
+    before it builds or loads; a process killed mid-build leaves it behind, and every later
+    import of the kernels would then wait forever."""
+    lock = build_directory / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_LOCK_SECONDS:
+        log.warning("removing %s, left %.0f minutes ago by a build that did not finish", lock, age / 60)
+        lock.unlink(missing_ok=True)
 
 
 def _headers_digest() -> str:
