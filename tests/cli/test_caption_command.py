@@ -109,3 +109,11 @@ def test_contradictory_flags_are_usage_errors(run_dir, images, capsys, flags, me
     status, out, err = cli(capsys, "caption", run_dir, images[0][0], *flags)
     assert (status, out) == (USAGE, "")
     assert re.search(message, err) and err.count("\n") == 1
+
+
+def test_a_run_of_another_task_is_refused(tmp_path, images, capsys):
+    status = main(["train", "--task", "parity", "--steps", "2", "--hidden", "4", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert status == 0
+    status, out, err = cli(capsys, "caption", tmp_path / "run", images[0][0])
+    assert (status, out) == (ERROR, "")
+    assert re.fullmatch(r"rnnkit caption: error: expected a captioning run \(rnnkit train --task captions\), got \S+, a parity run\n", err)
