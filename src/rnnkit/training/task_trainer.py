@@ -16,7 +16,7 @@ seq2seq         :class:`~rnnkit.models.Seq2Seq`             cross-entropy of ``t
                 (``attention`` configurable)                where ``mask[1:]``, teacher forced;
                                                             ``val_exact_match`` of greedy
                                                             decoding (no teacher forcing)
-captioning      :class:`~rnnkit.models.Captioner`: a CNN     as seq2seq, the image in place of
+captioning      :class:`~rnnkit.models.Captioner`: a CNN    as seq2seq, the image in place of
                 encoder and a ``ConditionedGenerator``      the source; ``val_exact_match``
                 (``conditioning`` configurable)             counts a decoding equal to any
                                                             of the image's references
