@@ -117,3 +117,9 @@ def test_a_run_of_another_task_is_refused(tmp_path, images, capsys):
     status, out, err = cli(capsys, "caption", tmp_path / "run", images[0][0])
     assert (status, out) == (ERROR, "")
     assert re.fullmatch(r"rnnkit caption: error: expected a captioning run \(rnnkit train --task captions\), got \S+, a parity run\n", err)
+
+
+def test_a_captioner_needs_batches_of_two_images(tmp_path, capsys):
+    status, out, err = cli(capsys, "train", "--task", "captions", "--batch-size", "1", "--steps", "1", "--out", tmp_path / "run")
+    assert (status, out) == (ERROR, "")
+    assert err == "rnnkit train: error: a captioning task needs batches of at least 2 images (the encoder's batch norm), got 1\n"

@@ -95,6 +95,8 @@ class TaskConfig:
              f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"),
             (self.conditioning == "both" or kind == "captioning",
              f"conditioning applies to captioning tasks, got {self.name}, a {kind} task"),
+            (self.batch_size > 1 or kind != "captioning",
+             f"a captioning task needs batches of at least 2 images (the encoder's batch norm), got {self.batch_size}"),
             (not budget.epochs, "a task draws fresh examples and has no epochs: give --steps or --minutes"),
             (not model.input_noise, "input noise applies to language models, not to tasks"),
         ]
