@@ -41,6 +41,7 @@ SMALL = {
     "parity": {"min_length": 1, "max_length": 9},
     "expr-tree": {"max_depth": 3},
     "expr-tree-value": {"max_depth": 3},
+    "captions": {"image_size": 16, "max_shapes": 2, "grid": 2},
 }
 NAMES = [pytest.param(name, id=name) for name in TASKS]
 
@@ -78,6 +79,9 @@ def test_batch_layout_matches_the_kind(name):
     if task.token_inputs:
         assert x.dtype == torch.long and x.shape == (T, B)
         assert 0 <= x.min() and x.max() < task.input_size
+    elif task.kind == "captioning":  # images (B, C, H, W) in [0, 1]
+        assert x.dtype == torch.float32 and x.shape[:2] == (B, task.input_size) and x.dim() == 4
+        assert 0 <= x.min() and x.max() <= 1
     else:
         assert x.dtype == torch.float32 and x.shape == (T, B, task.input_size)
     if batch.lengths is not None:  # variable lengths: the longest fills the batch, the rest is 0
@@ -97,7 +101,8 @@ def test_batch_layout_matches_the_kind(name):
         assert (y[~scored] == IGNORE_INDEX).all()
     else:
         vocab = task.vocabulary
-        assert task.input_size == task.output_size == len(vocab)
+        assert task.output_size == len(vocab)
+        assert task.kind == "captioning" or task.input_size == len(vocab)
         U = y.shape[0]
         assert y.dtype == torch.long and y.shape == (U, B) and batch.mask.shape == (U, B)
         assert int(batch.target_lengths.max()) == U
@@ -139,7 +144,7 @@ def test_validation_set_is_fixed_by_its_seed(name):
 def test_batch_moves_every_tensor_and_keeps_none():
     batch = make_task("reversal").batch(3, _gen(0)).to("meta")
     assert all(
-        value is None if name in ("target_lengths", "trees") else value.device.type == "meta"
+        value is None if name in ("target_lengths", "trees", "references") else value.device.type == "meta"
         for name, value in _tensors(batch).items()
     )
 

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import RnnkitError
-from . import diagnose, esn, evaluate, plot, sample, train, viz
+from . import caption, diagnose, esn, evaluate, plot, sample, train, viz
 
 SUBCOMMANDS = {
     "train": train, "sample": sample, "eval": evaluate, "esn": esn, "diagnose": diagnose, "plot": plot, "viz": viz,
+    "caption": caption,
 }
 
 

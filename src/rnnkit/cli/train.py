@@ -19,6 +19,7 @@ from ..data.tasks import TASKS, make_task, task_options
 from ..engine import executor_names
 from ..errors import RnnkitError
 from ..models.classifier import POOLINGS
+from ..models.conditioned import CONDITIONINGS
 from ..training.checkpoint import load_checkpoint
 from ..training.config import CLIP_MODES, LR_SCHEDULES, OPTIMIZERS, TrainConfig, config_from_dict
 from ..training.run_loop import CONFIG_FILE, StepReport, TrainingRun
@@ -73,6 +74,7 @@ FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "--validation-size": ("task", "validation_size", {"type": positive_int, "help": "task: examples in the fixed validation set"}),
     "--attention": ("task", "attention", {"action": "store_true", "help": "seq2seq task: the decoder attends to the source"}),
     "--pooling": ("task", "pooling", {"choices": POOLINGS, "help": "regression or classification task: sequence summary"}),
+    "--conditioning": ("task", "conditioning", {"choices": CONDITIONINGS, "help": "captioning task: the image enters the decoder as input, initial state or both"}),
 }
 BUDGET_FLAGS = ("--steps", "--epochs", "--minutes")
 # Flags of text streams, which a task run has no use for; its --batch-size counts examples.

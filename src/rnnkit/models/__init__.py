@@ -1,6 +1,8 @@
 """Task models built from ``Recurrent`` layers: the design patterns of the RNN syllabus."""
 
 from .attention import AdditiveAttention as AdditiveAttention
+from .captioner import Captioner as Captioner
+from .captioner import ImageEncoder as ImageEncoder
 from .classifier import SequenceClassifier as SequenceClassifier
 from .conditioned import ConditionedGenerator as ConditionedGenerator
 from .esn import EchoStateNetwork as EchoStateNetwork

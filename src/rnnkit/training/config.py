@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from ..data.tasks import Task, make_task
 from ..errors import RnnkitError
 from ..models.classifier import POOLINGS
+from ..models.conditioned import CONDITIONINGS
 from ..models.language_model import LanguageModel, LanguageModelConfig
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -63,7 +64,7 @@ class TaskConfig:
     """A synthetic task (:mod:`rnnkit.data.tasks`) to train on instead of a text.
 
     The model is the task kind's (see :func:`rnnkit.training.task_trainer.build_task_model`),
-    sized by the ``model`` section; ``attention`` and ``pooling`` are the options only some kinds
+    sized by the ``model`` section; ``attention``, ``pooling`` and ``conditioning`` are the options only some kinds
     have. Every update draws ``batch_size`` fresh examples, so budgets are in steps or minutes.
     """
 
@@ -73,6 +74,7 @@ class TaskConfig:
     validation_size: int = 1000  # examples in the fixed validation set
     attention: bool = False  # seq2seq tasks: the decoder attends to the source
     pooling: str = "last"  # regression and classification tasks: how a sequence is summarised
+    conditioning: str = "both"  # captioning tasks: the image enters as input, initial state or both
 
     def validate(self, model: LanguageModelConfig, budget: BudgetConfig) -> None:
         """Raise RnnkitError naming the first setting that cannot work for this task."""
@@ -89,6 +91,12 @@ class TaskConfig:
              f"attention needs a seq2seq task, got {self.name}, a {kind} task"),
             (self.pooling == "last" or kind in ("regression", "classification"),
              f"pooling applies to regression and classification tasks, got {self.name}, a {kind} task"),
+            (self.conditioning in CONDITIONINGS,
+             f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"),
+            (self.conditioning == "both" or kind == "captioning",
+             f"conditioning applies to captioning tasks, got {self.name}, a {kind} task"),
+            (self.batch_size > 1 or kind != "captioning",
+             f"a captioning task needs batches of at least 2 images (the encoder's batch norm), got {self.batch_size}"),
             (not budget.epochs, "a task draws fresh examples and has no epochs: give --steps or --minutes"),
             (not model.input_noise, "input noise applies to language models, not to tasks"),
         ]

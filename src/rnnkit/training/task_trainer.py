@@ -16,6 +16,10 @@ seq2seq         :class:`~rnnkit.models.Seq2Seq`             cross-entropy of ``t
                 (``attention`` configurable)                where ``mask[1:]``, teacher forced;
                                                             ``val_exact_match`` of greedy
                                                             decoding (no teacher forcing)
+captioning      :class:`~rnnkit.models.Captioner`: a CNN    as seq2seq, the image in place of
+                encoder and a ``ConditionedGenerator``      the source; ``val_exact_match``
+                (``conditioning`` configurable)             counts a decoding equal to any
+                                                            of the image's references
 ==============  ==========================================  ===================================
 
 A task whose examples are trees (``tree_inputs``, e.g. ``expr-tree``) gives each batch as trees
@@ -53,7 +57,15 @@ from ..cells.tree import TREE_CELLS
 from ..data.tasks import IGNORE_INDEX, TASKS, Task, TaskBatch, TokenVocabulary
 from ..decoding import DecoderStepper, SamplingOptions, decode, sampling_choice
 from ..errors import RnnkitError
-from ..models import Seq2Seq, SequenceClassifier, SequenceTagger, TreeModel
+from ..models import (
+    Captioner,
+    ConditionedGenerator,
+    ImageEncoder,
+    Seq2Seq,
+    SequenceClassifier,
+    SequenceTagger,
+    TreeModel,
+)
 from ..models.language_model import LanguageModelConfig
 from .checkpoint import Checkpoint
 from .config import TaskConfig, TrainConfig
@@ -84,6 +96,13 @@ def build_task_model(task: Task, model: LanguageModelConfig, options: TaskConfig
             )
         if task.kind == "tagging":
             return SequenceTagger(task.output_size, **inputs, **stack, **model.cell_options)
+        if task.kind == "captioning":
+            # The image vector c has hidden_size features, as wide as the decoder it conditions.
+            generator = ConditionedGenerator(
+                model.hidden_size, task.output_size, conditioning=options.conditioning, **stack,
+                **model.cell_options,
+            )
+            return Captioner(ImageEncoder(model.hidden_size), generator)
         return Seq2Seq(
             task.input_size, task.output_size, attention=options.attention, **stack,
             **model.cell_options,
@@ -115,14 +134,16 @@ def teacher_forced(model: nn.Module, kind: str, batch: TaskBatch) -> tuple[Tenso
     """The model's outputs on ``batch`` and the targets they are scored against.
 
     regression ``(B, O)`` and ``(B, O)``; classification ``(B, C)`` and ``(B,)``; tagging
-    ``(T, B, C)`` and ``(T, B)``; seq2seq ``(U - 1, B, V)`` and ``(U - 1, B)``: the decoder
-    reads ``targets[:-1]`` and predicts ``targets[1:]``, with padding set to ``IGNORE_INDEX``.
+    ``(T, B, C)`` and ``(T, B)``; seq2seq and captioning ``(U - 1, B, V)`` and ``(U - 1, B)``:
+    the decoder reads ``targets[:-1]`` and predicts ``targets[1:]``, with padding set to
+    ``IGNORE_INDEX``.
     Targets that carry no loss hold ``IGNORE_INDEX``.
     """
     if isinstance(model, TreeModel):
         return model(batch.trees), batch.targets  # the roots' predictions (B, O)
-    if kind == "seq2seq":
-        logits = model(batch.inputs, batch.lengths, batch.targets[:-1])  # (U - 1, B, V)
+    if kind in ("seq2seq", "captioning"):
+        context = (batch.inputs,) if kind == "captioning" else (batch.inputs, batch.lengths)
+        logits = model(*context, batch.targets[:-1])  # (U - 1, B, V)
         return logits, batch.targets[1:].masked_fill(~batch.mask[1:], IGNORE_INDEX)
     return model(batch.inputs, batch.lengths), batch.targets
 
@@ -158,18 +179,28 @@ def task_metrics(model: nn.Module, kind: str, batch: TaskBatch) -> dict[str, flo
 
 @torch.no_grad()
 def greedy_exact_match(model: nn.Module, batch: TaskBatch) -> float:
-    """The fraction of a seq2seq batch whose greedy decoding is the target exactly, EOS included.
+    """The fraction of a seq2seq or captioning batch whose greedy decoding is the target exactly,
+    EOS included (captioning: any of the image's ``references``).
 
     The model decodes from BOS with its own ``start`` and ``step``, feeding back its most likely
     token (no teacher forcing), for as many steps as the longest target has tokens after BOS.
     """
-    steps = batch.targets.size(0) - 1
+    captioning = batch.references is not None
+    references = batch.references if captioning else batch.targets.unsqueeze(0)  # (R, U, B)
+    context = (batch.inputs,) if captioning else (batch.inputs, batch.lengths)
     stepper = DecoderStepper(model, TokenVocabulary.BOS)
-    decoded = torch.stack(list(decode(stepper, (batch.inputs, batch.lengths), steps, sampling_choice(GREEDY))))
-    ended = decoded == TokenVocabulary.EOS  # (U - 1, B)
+    steps = references.size(1) - 1
+    decoded = torch.stack(list(decode(stepper, context, steps, sampling_choice(GREEDY))))  # (U - 1, B)
+    return exact_match(decoded, references[:, 1:])
+
+
+def exact_match(decoded: Tensor, references: Tensor) -> float:
+    """The fraction of decodings ``(U, B)`` (token ids from a decoder, no BOS) that equal one of
+    their references ``(R, U, B)`` (targets after BOS, padded with PAD) up to and with the first EOS."""
+    ended = decoded == TokenVocabulary.EOS  # (U, B)
     after_end = ended.cumsum(0) - ended.long() > 0  # steps after each sequence's first EOS
-    decoded = decoded.masked_fill(after_end, TokenVocabulary.PAD)  # (U - 1, B), padded as targets
-    return (decoded == batch.targets[1:]).all(0).double().mean().item()
+    decoded = decoded.masked_fill(after_end, TokenVocabulary.PAD)  # (U, B), padded as targets
+    return (decoded == references).all(1).any(0).double().mean().item()
 
 
 class TaskTrainer(TrainingRun):

@@ -14,6 +14,7 @@ name                 kind            problem
 ``parity``           classification  parity of a variable-length bit string
 ``expr-tree``        classification  an arithmetic expression's value mod 10, as a tree and as text
 ``expr-tree-value``  regression      the same expressions' values
+``captions``         captioning      describe an image of coloured shapes in words
 ===================  ==============  ==============================================================
 
 Every task draws its batches from a ``torch.Generator`` only; see :mod:`.base` for the tensors
@@ -41,6 +42,7 @@ from .base import KINDS as KINDS
 from .base import Task as Task
 from .base import TaskBatch as TaskBatch
 from .base import TokenVocabulary as TokenVocabulary
+from .captions import CaptionsTask as CaptionsTask
 from .classification import ParityTask as ParityTask
 from .copy_memory import CopyMemoryTask as CopyMemoryTask
 from .dates import DatesTask as DatesTask
@@ -70,6 +72,7 @@ register_task(DatesTask)
 register_task(ParityTask)
 register_task(ExprTreeTask)
 register_task(ExprTreeValueTask)
+register_task(CaptionsTask)
 
 TASKS: MappingProxyType[str, type[Task]] = MappingProxyType(_registry)
 
@@ -105,6 +108,7 @@ __all__ = [
     "TASKS",
     "AddingTask",
     "AdditionTask",
+    "CaptionsTask",
     "CopyMemoryTask",
     "DatesTask",
     "ExprTreeTask",

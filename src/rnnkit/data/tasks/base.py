@@ -16,6 +16,7 @@ regression      ``(T, B, I)`` float                ``(B, O)`` float, read after 
 classification  ``(T, B)`` token ids               ``(B,)`` class ids in ``[0, O)``
 tagging         ``(T, B)`` token ids               ``(T, B)`` class ids, one per step
 seq2seq         ``(S, B)`` source token ids        ``(U, B)`` target token ids (below)
+captioning      ``(B, 3, H, W)`` float images      ``(U, B)`` target token ids, as seq2seq
 ==============  =================================  =========================================
 
 - ``lengths`` ``(B,)``: the valid input steps of each sequence when they vary (the rest is padding
@@ -30,6 +31,9 @@ seq2seq         ``(S, B)`` source token ids        ``(U, B)`` target token ids (
 - seq2seq: a target is ``BOS y_1 ... y_m EOS`` padded with ``PAD`` and ``target_lengths = m + 2``;
   ``mask`` is True at its non-padding tokens. With teacher forcing the decoder reads
   ``targets[:-1]`` and predicts ``targets[1:]``, scored where ``mask[1:]``.
+- captioning: targets as seq2seq's, one reference caption per image; ``references``
+  ``(R, U', B)`` holds every acceptable caption of each image, padded as the targets to the
+  longest of them (a decoding is right if it equals any of them).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from rnnkit.data.trees import TreeBatch
 from rnnkit.data.vocabulary import Vocabulary
 
 #: The kinds of task, see the module docstring.
-KINDS = ("regression", "classification", "tagging", "seq2seq")
+KINDS = ("regression", "classification", "tagging", "seq2seq", "captioning")
 
 #: Target value of a tagging step that carries no loss (torch's default ``ignore_index``).
 IGNORE_INDEX = -100
@@ -66,6 +70,7 @@ class TaskBatch:
     target_lengths: Tensor | None = None  # (B,) long: seq2seq target tokens incl. BOS and EOS
     mask: Tensor | None = None  # bool over the targets' steps: True where loss counts; None: all
     trees: TreeBatch | None = None  # a tree task's inputs as trees too (``tree_inputs``)
+    references: Tensor | None = None  # (R, U', B) long: every reference target (captioning)
 
     def to(self, device: torch.device | str) -> TaskBatch:
         """The same batch with every tensor on ``device``."""
