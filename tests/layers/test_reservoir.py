@@ -226,6 +226,21 @@ def test_ridge_choice_is_the_best_on_the_validation_split() -> None:
     torch.testing.assert_close(readout.weight, refit.weight, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("refit_scores, chosen", [([2.0], 1e-3), ([1000.0, 2.0], 1.0)], ids=["kept", "runaway"])
+def test_a_refit_that_runs_away_takes_the_next_larger_ridge(refit_scores: list[float], chosen: float) -> None:
+    # The score prefers 1e-3 among the candidates (1 against 5, 3 and 4); the refit on all rows is then
+    # scored too, and only where it scores over RUNAWAY_FACTOR times that is the next ridge taken
+    generator = torch.Generator().manual_seed(17)
+    x = torch.randn(40, 6, generator=generator, dtype=torch.float64)
+    y = torch.randn(40, 1, generator=generator, dtype=torch.float64)
+    scores = iter([5.0, 1.0, 3.0, 4.0, *refit_scores])
+    readout = RidgeReadout(6, 1).fit(x, y, ridges=(1e-6, 1e-3, 1.0, 10.0), score=lambda: next(scores))
+    assert readout.ridge == chosen
+    assert next(scores, None) is None  # every refit was scored until one held
+    refit = RidgeReadout(6, 1).fit(x, y, ridges=(chosen,))
+    torch.testing.assert_close(readout.weight, refit.weight, rtol=0, atol=0)
+
+
 def test_ridge_refuses_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match=r"same leading shape"):
         RidgeReadout(4, 1).fit(torch.randn(10, 2, 4), torch.randn(10, 3, 1))

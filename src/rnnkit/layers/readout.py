@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+# A refit on all steps whose score is this many times its candidate's runs away: the next larger ridge is taken.
+RUNAWAY_FACTOR = 100.0
 DEFAULT_RIDGES = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -52,7 +54,9 @@ class RidgeReadout(nn.Module):
     ``validation_errors`` keeps the error of every ridge, ``ridge`` the one chosen. A ``score``
     replaces that error: called while the readout holds a candidate's weights (fitted on the
     steps before the split), it returns the candidate's error, e.g. of a free run over the
-    validation steps (:meth:`~rnnkit.models.EchoStateNetwork.fit`).
+    validation steps (:meth:`~rnnkit.models.EchoStateNetwork.fit`). With a ``score``, the refit is
+    scored too: where it scores over ``RUNAWAY_FACTOR`` times its candidate (a closed loop that runs
+    away once the validation steps join the fit), the next larger ridge is refitted instead.
 
     ``weight`` (O, N) and ``bias`` (O,) are buffers (float64); ``predict(states)`` maps
     ``(..., N)`` to ``(..., O)`` in the states' dtype.
@@ -100,7 +104,15 @@ class RidgeReadout(nn.Module):
                 self.validation_errors[float(ridge)] = error
         self.ridge = float(min(self.validation_errors, key=self.validation_errors.get) if self.validation_errors
                            else ridges[0])
-        self._set(_ridge_solution(*_normal_equations(augmented, y), self.ridge))
+        everything = _normal_equations(augmented, y)
+        self._set(_ridge_solution(*everything, self.ridge))
+        if score is not None and self.validation_errors:
+            chosen_error = self.validation_errors[self.ridge]
+            for ridge in sorted(r for r in map(float, ridges) if r > self.ridge):
+                if score() <= RUNAWAY_FACTOR * chosen_error:
+                    break
+                self.ridge = ridge  # the refit ran away where the candidate did not: more regularisation
+                self._set(_ridge_solution(*everything, ridge))
         return self
 
     def _set(self, solution: Tensor) -> None:

@@ -94,7 +94,9 @@ class EchoStateNetwork(nn.Module):
         ``validation_horizon`` steps from the teacher-forced state at every such many steps of the
         validation part, and its mean squared error over these windows scores it. A readout can
         predict one step well and still run away in closed loop (the smallest ridges do); the free
-        runs choose for what :meth:`generate` will do.
+        runs choose for what :meth:`generate` will do. The readout refitted on all steps is run free
+        over the same windows, and where it runs away the next larger ridge is taken
+        (:class:`~rnnkit.layers.RidgeReadout`).
 
         Returns the training NRMSE after the washout and the final reservoir state, from which
         :meth:`generate` continues.
