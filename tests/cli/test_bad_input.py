@@ -21,6 +21,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from cli_runner import run_cli
 from rnnkit.cli import main
 from rnnkit.training.checkpoint import MODEL_FILE, latest_checkpoint_path, load_checkpoint
 from rnnkit.training.loading import load_trained_model
@@ -71,20 +72,6 @@ def run_copy(trained_run: Path, tmp_path: Path) -> Path:
 def train_args(data: Path, out: Path, flags: str = "") -> list[str]:
     """``train --data DATA --out OUT``, the tiny model, and ``flags`` (separated by spaces)."""
     return ["train", "--data", str(data), "--out", str(out), *TINY, *flags.split()]
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    """``main(argv)`` in-process: (exit status, stdout, stderr). An exception is a failure."""
-    args = [str(a) for a in argv]
-    capsys.readouterr()  # drop whatever fixtures printed
-    try:
-        status = main(args)
-    except Exception as error:  # the user would have seen a traceback
-        raise AssertionError(
-            f"rnnkit {' '.join(args)} raised {error!r} instead of printing one line"
-        ) from error
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def assert_one_line_error(status: int, err: str, expected_status: int, *fragments: str) -> str:

@@ -9,6 +9,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from cli_runner import run_cli
 from rnnkit.cli import main
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.metrics import read_metrics
@@ -19,13 +20,6 @@ USAGE, FAILURE = 2, 1
 # fmt: off
 TINY = ["--hidden", "8", "--batch-size", "8", "--validation-size", "16", "--task-option", "length=10"]
 # fmt: on
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    capsys.readouterr()
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_runner import run_cli
 from rnnkit.cli import main
 from rnnkit.training.checkpoint import latest_checkpoint_path, load_checkpoint
 from rnnkit.training.config import TrainConfig, config_from_dict
@@ -27,14 +28,6 @@ TINY = [
 ]
 # fmt: on
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    """``main(argv)`` in-process: (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")
