@@ -25,7 +25,40 @@ from torch import Tensor, nn
 State = tuple[Tensor, ...]
 
 
-class RecurrentCell(nn.Module):
+class CellBase(nn.Module):
+    """What recurrent and tree cells (``cells/tree.py``) share: their sizes, torch.nn's
+    initialisation, and the input projection ``x W_ih^T + b_ih``.
+
+    Attributes:
+        input_size, hidden_size: features of the input and units of the state.
+        state_sizes: the trailing size of each tensor of the state, ``(hidden_size,)`` by default.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        if input_size <= 0 or hidden_size <= 0:
+            raise ValueError(
+                f"input_size and hidden_size must be positive, got {input_size} and {hidden_size}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        return (self.hidden_size,)
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation: every parameter uniform in ±1/sqrt(hidden_size)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def input_projection(self, x: Tensor) -> Tensor:
+        """The state-independent part of every step (or tree node) at once: ``(..., I) -> (..., G)``."""
+        return nn.functional.linear(x, self.weight_ih, self.bias_ih)
+
+
+class RecurrentCell(CellBase):
     """Base class of every cell.
 
     Subclasses create their parameters in ``__init__`` and implement ``step``. The defaults here
@@ -42,29 +75,9 @@ class RecurrentCell(nn.Module):
 
     kernel: str | None = None
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__()
-        if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(
-                f"input_size and hidden_size must be positive, got {input_size} and {hidden_size}"
-            )
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-
     @property
     def output_size(self) -> int:
         return self.hidden_size
-
-    @property
-    def state_sizes(self) -> tuple[int, ...]:
-        return (self.hidden_size,)
-
-    def reset_parameters(self) -> None:
-        reset_uniformly(self, self.hidden_size)
-
-    def input_projection(self, x: Tensor) -> Tensor:
-        """The state-independent part of every step at once: ``(T, B, I) -> (T, B, G)``."""
-        return nn.functional.linear(x, self.weight_ih, self.bias_ih)
 
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> State:
         """The zero state: one ``(batch, size)`` tensor for each entry of ``state_sizes``."""
@@ -99,13 +112,6 @@ class GatedCell(RecurrentCell):
 
     def step_and_gates(self, xp_t: Tensor, state: State, t: int) -> tuple[Tensor, State, dict[str, Tensor]]:
         raise NotImplementedError
-
-
-def reset_uniformly(module: nn.Module, hidden_size: int) -> None:
-    """torch.nn's initialisation of recurrent cells: every parameter uniform in ±1/sqrt(hidden_size)."""
-    bound = 1.0 / math.sqrt(hidden_size)
-    for parameter in module.parameters():
-        nn.init.uniform_(parameter, -bound, bound)
 
 
 def optional_parameter(enabled: bool, *shape: int) -> nn.Parameter | None:

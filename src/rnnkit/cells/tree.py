@@ -27,11 +27,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import State, optional_parameter, reset_uniformly
+from .base import CellBase, State, optional_parameter
 
 
-class TreeCell(nn.Module):
-    """Base class of the tree cells (module docstring): sizes, initialisation, input projection.
+class TreeCell(CellBase):
+    """Base class of the tree cells (module docstring); sizes, initialisation and the input
+    projection ``(N, I) -> (N, G)`` of every node at once come from :class:`CellBase`.
 
     Attributes:
         input_size: features of a node's input :math:`x_j`.
@@ -41,24 +42,6 @@ class TreeCell(nn.Module):
     """
 
     arity: int | None = None
-
-    def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__()
-        if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"input_size and hidden_size must be positive, got {input_size} and {hidden_size}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-
-    @property
-    def state_sizes(self) -> tuple[int, ...]:
-        return (self.hidden_size,)
-
-    def reset_parameters(self) -> None:
-        reset_uniformly(self, self.hidden_size)
-
-    def input_projection(self, x: Tensor) -> Tensor:
-        """The children-independent part of every node at once: ``(N, I) -> (N, G)``."""
-        return F.linear(x, self.weight_ih, self.bias_ih)
 
     def node(self, xp: Tensor, children: State) -> tuple[Tensor, State]:
         """``n`` nodes: ``xp`` (n, G) rows of ``input_projection``, ``children`` (n, K, H) each."""
