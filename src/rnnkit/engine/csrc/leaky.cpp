@@ -15,7 +15,8 @@
 // where ``states`` is (T+1,B,H), the state before each step and the last, when some sequence
 // finishes early (``alive`` given), and just mu_0 as (1,B,H) otherwise: then mu_t is outputs[t];
 // ``vs`` holds v_t (T,B,H) with a recurrent matrix and is empty without, where the backward gets
-// xp instead.
+// xp instead. With a reservoir's sparse W_hh, whose recurrence has no backward, the CPU loops keep
+// one step's v_t (1,B,H) instead: writing all T steps cost a tenth of the time loop, for nothing.
 
 #include "kernel_support.h"
 
@@ -39,8 +40,9 @@ struct Buffers {
   const scalar_t* alive;   // (T,B) or null
   scalar_t* outputs;       // (T,B,H)
   scalar_t* states;        // (T+1,B,H), or null when the states are the outputs
-  scalar_t* vs;            // (T,B,H): the GEMM's product in, v_t out; null without W_hh
+  scalar_t* vs;            // (T,B,H) or (1,B,H): the product in, v_t out; null without W_hh
   int64_t batch, hidden;
+  int64_t vs_step;         // elements between the steps of vs: B*H, or 0 where it holds one step
 
   const scalar_t* before(int64_t t) const {  // mu_{t-1}, (B,H)
     if (states != nullptr) return states + t * batch * hidden;
@@ -55,7 +57,7 @@ void forward_step(const Buffers<scalar_t>& k, int64_t t, int64_t j0, int64_t j1)
   const int64_t plane = k.batch * k.hidden;
   const scalar_t* p = k.before(t);
   const scalar_t* x = k.xp + t * plane;
-  scalar_t* v = kRecurrent ? k.vs + t * plane : nullptr;
+  scalar_t* v = kRecurrent ? k.vs + t * k.vs_step : nullptr;
   scalar_t* y = k.outputs + t * plane;
   scalar_t* h = k.states != nullptr ? k.states + (t + 1) * plane : nullptr;
   for (int64_t b = 0; b < k.batch; ++b) {
@@ -127,7 +129,8 @@ Buffers<scalar_t> buffers(const at::Tensor& xp, const at::Tensor& h0, const std:
   return {xp.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), b_hh ? b_hh->data_ptr<scalar_t>() : nullptr,
           alpha.data_ptr<scalar_t>(), oma.data_ptr<scalar_t>(), alive ? alive->data_ptr<scalar_t>() : nullptr,
           outputs.data_ptr<scalar_t>(), alive ? states.data_ptr<scalar_t>() : nullptr,
-          vs.defined() && vs.numel() > 0 ? vs.data_ptr<scalar_t>() : nullptr, outputs.size(1), outputs.size(2)};
+          vs.defined() && vs.numel() > 0 ? vs.data_ptr<scalar_t>() : nullptr, outputs.size(1), outputs.size(2),
+          vs.defined() && vs.numel() == outputs.numel() ? outputs.size(1) * outputs.size(2) : 0};
 }
 
 void forward_cpu(const at::Tensor& xp, const at::Tensor& h0, const std::optional<at::Tensor>& w_hh,
@@ -151,7 +154,7 @@ void forward_cpu(const at::Tensor& xp, const at::Tensor& h0, const std::optional
       dense.emplace(w_hh->t(), batch);
     }
     for (int64_t t = 0; t < steps; ++t) {
-      scalar_t* product = k.vs + t * batch * hidden;
+      scalar_t* product = k.vs + t * k.vs_step;
       sparse ? (*sparse)(k.before(t), product, batch) : (*dense)(k.before(t), product, /*accumulate=*/false);
       for_unit_ranges<scalar_t>(batch, hidden, [&](int64_t j0, int64_t j1) {
         forward_step<scalar_t, true>(k, t, j0, j1);
@@ -276,7 +279,9 @@ std::vector<at::Tensor> leaky_forward(const at::Tensor& xp_in, const at::Tensor&
   const std::optional<at::Tensor> w_hh = contiguous(w_in), b_hh = contiguous(b_in), alive = contiguous(alive_in);
   const at::Tensor alpha = at::sigmoid(alpha_logit).contiguous(), oma = 1 - alpha;
   at::Tensor outputs = at::empty_like(xp);
-  at::Tensor vs = w_hh ? at::empty_like(xp) : at::empty({0}, xp.options());
+  const bool sparse_on_loops = w_hh && w_hh->layout() == at::kSparseCsr && runs_on_cpu_loops(xp);
+  at::Tensor vs = !w_hh ? at::empty({0}, xp.options())
+                        : (sparse_on_loops ? at::empty({1, batch, hidden}, xp.options()) : at::empty_like(xp));
   at::Tensor states = alive ? at::empty({steps + 1, xp.size(1), xp.size(2)}, xp.options()) : h0.unsqueeze(0);
   if (alive) states[0].copy_(h0);
   if (runs_on_cpu_loops(xp)) {
