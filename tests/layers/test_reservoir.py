@@ -10,7 +10,7 @@ import torch
 from rnnkit.cells.leaky import LeakyCell
 from rnnkit.engine.loop import run_loop
 from rnnkit.layers import reservoir as reservoir_module
-from rnnkit.layers.readout import RidgeReadout, RLSReadout, gram_matrix
+from rnnkit.layers.readout import RidgeReadout, RLSReadout, upper_gram_matrix
 from rnnkit.layers.reservoir import Reservoir, arnoldi_radius
 from fused_backends import BACKENDS, two_threads, use_backend
 
@@ -201,9 +201,19 @@ def test_ridge_equals_lstsq_of_the_regularised_problem() -> None:
 
 
 @pytest.mark.parametrize("features", [1, 256, 1002], ids=["one-block", "two-blocks", "seven-blocks"])
-def test_gram_matrix_from_its_upper_blocks_equals_the_full_product(features: int) -> None:
+def test_gram_matrix_from_its_upper_blocks_equals_the_full_product_there(features: int) -> None:
     x = torch.randn(300, features, generator=torch.Generator().manual_seed(16), dtype=torch.float64)
-    torch.testing.assert_close(gram_matrix(x), x.T @ x, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(upper_gram_matrix(x).triu(), (x.T @ x).triu(), rtol=1e-12, atol=1e-10)
+
+
+def test_ridge_without_regularisation_on_a_rank_deficient_problem_is_the_least_squares_fit() -> None:
+    # A repeated feature: X^T X is singular, its Cholesky factorisation fails and LU solves it
+    generator = torch.Generator().manual_seed(17)
+    base = torch.randn(40, 3, generator=generator, dtype=torch.float64)
+    x = torch.cat([base, base[:, :1]], dim=1)  # (S, 4), rank 3
+    y = base @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64) + 0.25
+    readout = RidgeReadout(4, 1).fit(x, y, ridges=(0.0,))
+    torch.testing.assert_close(readout.predict(x), y, rtol=0, atol=1e-9)
 
 
 def test_ridge_choice_is_the_best_on_the_validation_split() -> None:

@@ -88,23 +88,22 @@ class RidgeReadout(nn.Module):
         self._check(states, targets, washout, ridges, validation_fraction)
         steps = states.size(0) - washout
         x, y = _rows(states, "states", washout), _rows(targets, "targets", washout)
-        augmented = torch.cat([x, x.new_ones(x.size(0), 1)], dim=1)  # (S, N + 1): the bias column
         self.validation_errors = {}
         if len(ridges) > 1:
             rows_per_step = x.size(0) // steps  # B for (T, B, N), 1 for (S, N)
             split = rows_per_step * fitting_steps(steps, validation_fraction)
-            fitted = _normal_equations(augmented[:split], y[:split])  # once for every ridge
+            fitted = _normal_equations(x[:split], y[:split])  # once for every ridge
             for ridge in ridges:
                 solution = _ridge_solution(*fitted, ridge)
                 if score is None:
-                    error = (augmented[split:] @ solution - y[split:]).pow(2).mean().item()
+                    error = (x[split:] @ solution[:-1] + solution[-1] - y[split:]).pow(2).mean().item()
                 else:
                     self._set(solution)
                     error = score()
                 self.validation_errors[float(ridge)] = error
         self.ridge = float(min(self.validation_errors, key=self.validation_errors.get) if self.validation_errors
                            else ridges[0])
-        everything = _normal_equations(augmented, y)
+        everything = _normal_equations(x, y)
         self._set(_ridge_solution(*everything, self.ridge))
         if score is not None and self.validation_errors:
             chosen_error = self.validation_errors[self.ridge]
@@ -142,48 +141,59 @@ class RidgeReadout(nn.Module):
             raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
 
 
-def _normal_equations(augmented: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """For rows ``augmented`` (S, N + 1) and ``y`` (S, O): ``(X^T X, X^T Y)``, what every ridge's solve reuses."""
-    return gram_matrix(augmented), augmented.T @ y
+def _normal_equations(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    r"""For rows ``x`` (S, N) and ``y`` (S, O) and :math:`\tilde X = [x \; 1]`: ``(G, X~^T Y)``, what every
+    ridge's solve reuses, where ``G`` (N + 1, N + 1) holds :math:`\tilde X^\top \tilde X` on and above
+    its diagonal only (what the Cholesky factorisation of :func:`_ridge_solution` reads; below it
+    is left unset). Its bias row and column are the column sums of ``x`` and S: :math:`\tilde X`
+    itself, a copy of every row, is never formed."""
+    rows, size = x.shape
+    gram = x.new_empty(size + 1, size + 1)
+    upper_gram_matrix(x, out=gram[:size, :size])
+    gram[:size, size] = x.sum(0)
+    gram[size, size] = rows
+    return gram, torch.cat([x.T @ y, y.sum(0, keepdim=True)])
 
 
 GRAM_BLOCK_COLUMNS = 128  # narrower column blocks multiply too inefficiently to pay for the skipped work
 
 
-def gram_matrix(x: Tensor) -> Tensor:
-    """``x^T x`` (F, F) for ``x`` (S, F), multiplying only the blocks on and above the diagonal.
+def upper_gram_matrix(x: Tensor, out: Tensor | None = None) -> Tensor:
+    """``x^T x`` (F, F) for ``x`` (S, F) on and above the diagonal, from the column blocks there.
 
     BLAS's symmetric rank-k update (syrk) does half the multiplications of ``x.T @ x``, but torch
     has none; with the columns cut into k blocks, the products of each block with itself and the
-    blocks after it do (k + 1) / 2k of them, and the rest is their transpose. Up to 8 blocks of at
-    least ``GRAM_BLOCK_COLUMNS`` columns (at F = 1002: 30% faster than one product, measured).
+    blocks after it do (k + 1) / 2k of them. Up to 8 blocks of at least ``GRAM_BLOCK_COLUMNS``
+    columns (at F = 1002: 30% faster than one product, measured). Below the diagonal ``out`` (a new
+    tensor if None) holds whatever it held, or, where one product covers every column, ``x^T x``.
     """
     features = x.size(1)
+    gram = x.new_empty(features, features) if out is None else out
     blocks = max(1, min(8, features // GRAM_BLOCK_COLUMNS))
-    if blocks == 1:
-        return x.T @ x
     edges = [round(i * features / blocks) for i in range(blocks + 1)]
-    gram = x.new_empty(features, features)
     for start, stop in zip(edges, edges[1:]):
-        band = x[:, start:stop].T @ x[:, start:]  # (stop - start, F - start): the block's rows from the diagonal on
-        gram[start:stop, start:] = band
-        gram[stop:, start:stop] = band[:, stop - start :].T
+        # the block's rows from the diagonal on, (stop - start, F - start)
+        torch.mm(x[:, start:stop].T, x[:, start:], out=gram[start:stop, start:])
     return gram
 
 
-def _ridge_solution(gram_matrix: Tensor, moments: Tensor, ridge: float) -> Tensor:
-    """``[W c]^T`` (N + 1, O) solving ``(X^T X + ridge D) theta = X^T Y``; ``D`` spares the bias (last).
+def _ridge_solution(gram: Tensor, moments: Tensor, ridge: float) -> Tensor:
+    r"""``[W c]^T`` (N + 1, O) solving ``(X^T X + ridge D) theta = X^T Y``; ``D`` spares the bias (last).
 
-    With ``ridge`` > 0 the matrix is positive definite (the bias column is all ones), so a Cholesky
-    factorisation solves it at half the cost of LU; LU where the factorisation fails (``ridge`` 0
-    and a rank-deficient X, or round-off at a vanishing ridge)."""
-    regularised = gram_matrix.clone()
+    ``gram`` holds ``X^T X`` on and above its diagonal (:func:`_normal_equations`). With ``ridge``
+    > 0 the matrix is positive definite (the bias column is all ones), so a Cholesky factorisation
+    :math:`U^\top U` solves it at half the cost of LU, reading the upper triangle alone. Where the
+    factorisation fails (``ridge`` 0 and a rank-deficient X, or round-off at a vanishing ridge),
+    the least-squares solution of the equations, made whole, is taken: on CPU by an SVD (gelsd),
+    the minimum-norm one where the matrix is singular."""
+    regularised = gram.clone()
     regularised.diagonal()[:-1] += ridge  # the bias (last) is not regularised
-    factor, info = torch.linalg.cholesky_ex(regularised)  # L L^T
-    if info.item() == 0:  # two triangular solves: torch.cholesky_solve copies L first, 40x slower at N = 1000
-        return torch.linalg.solve_triangular(factor.mT, torch.linalg.solve_triangular(factor, moments, upper=False),
-                                             upper=True)
-    return torch.linalg.solve(regularised, moments)
+    factor, info = torch.linalg.cholesky_ex(regularised, upper=True)  # U
+    if info.item() == 0:  # two triangular solves: torch.cholesky_solve copies U first, 40x slower at N = 1000
+        below = torch.linalg.solve_triangular(factor.mT, moments, upper=False)  # U^T z = X^T Y
+        return torch.linalg.solve_triangular(factor, below, upper=True)
+    whole = regularised.triu() + regularised.triu(1).mT
+    return torch.linalg.lstsq(whole, moments, driver="gelsd" if whole.is_cpu else None).solution
 
 
 class RLSReadout(nn.Module):
