@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from rnnkit.engine.threads import torch_threads
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
@@ -18,7 +20,5 @@ def _seed() -> None:
 def one_thread() -> Iterator[None]:
     """Run a module's tests on one thread: tiny models run fastest that way, especially on a
     machine shared with other work, and every process then reduces in the same order."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fused_backends import BACKENDS, two_threads, use_backend
+from fused_backends import BACKENDS, use_backend
 
 from rnnkit import Recurrent
 from rnnkit.cells import ElmanCell, LeakyCell
 from rnnkit.engine import fused
 from rnnkit.engine.fused import FusedRecurrence, extension
+from rnnkit.engine.threads import torch_threads
 
 LAYOUTS = {"1-layer": (1, False), "2-layers": (2, False), "bidirectional": (1, True)}
 STEPS, BATCH, SIZE = 5, 3, 37
@@ -88,7 +89,7 @@ def test_fused_equals_loop_split_over_two_threads(option, backend, monkeypatch):
     use_backend(backend, monkeypatch)
     batch = 256
     lengths = torch.randint(1, STEPS + 1, (batch,))
-    with two_threads():
+    with torch_threads(2):
         assert_fused_equals_loop(option, 1, False, batch, lengths, dtype=torch.float64,
                                  tol={"rtol": 1e-10, "atol": 1e-10})
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fused_backends import BACKENDS, two_threads, use_backend
+from fused_backends import BACKENDS, use_backend
 
 from rnnkit import Recurrent
 from rnnkit.cells import GRUCell
 from rnnkit.engine import fused
 from rnnkit.engine.fused import FusedRecurrence, extension, gru
+from rnnkit.engine.threads import torch_threads
 
 LAYOUTS = {"1-layer": (1, False), "2-layers": (2, False), "bidirectional": (1, True)}
 OPTIONS = {
@@ -71,7 +72,7 @@ def test_fused_equals_loop(backend, options, layout, lengths, monkeypatch):
 def test_fused_equals_loop_with_rows_split_over_threads_and_saturated_gates(backend, options, monkeypatch):
     use_backend(backend, monkeypatch)
     lengths = torch.randint(1, STEPS + 1, (128,))
-    with two_threads():
+    with torch_threads(2):
         assert_fused_equals_loop("gru", options, 1, False, 128, lengths, scale=4.0)
 
 

@@ -20,6 +20,7 @@ from torch.func import functional_call
 from rnnkit import Recurrent
 from rnnkit.engine import fused
 from rnnkit.engine.fused import extension
+from rnnkit.engine.threads import torch_threads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -55,10 +56,8 @@ def backend(request, monkeypatch) -> str:
 
 @pytest.fixture
 def two_threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(2):
+        yield
 
 
 def pair(option: str, input_size: int, hidden_size: int, **layout) -> tuple[Recurrent, Recurrent]:

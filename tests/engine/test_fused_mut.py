@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fused_backends import BACKENDS, two_threads, use_backend
+from fused_backends import BACKENDS, use_backend
 from test_fused_gru import LENGTHS, SIZE, STEPS, TOL, assert_fused_equals_loop
 
 from rnnkit.cells import MUT1Cell, MUT2Cell, MUT3Cell
 from rnnkit.engine import fused
 from rnnkit.engine.fused import FusedRecurrence, extension, mut
+from rnnkit.engine.threads import torch_threads
 
 LAYOUTS = {"1-layer": (1, False), "2-layers": (2, False), "bidirectional": (1, True)}
 CELLS = {"mut1": MUT1Cell, "mut2": MUT2Cell, "mut3": MUT3Cell}
@@ -35,7 +36,7 @@ def test_fused_equals_loop(backend, name, layout, lengths, monkeypatch):
 def test_fused_equals_loop_with_rows_split_over_threads_and_saturated_gates(backend, name, monkeypatch):
     use_backend(backend, monkeypatch)
     lengths = torch.randint(1, STEPS + 1, (128,))
-    with two_threads():
+    with torch_threads(2):
         assert_fused_equals_loop(name, {}, 1, False, 128, lengths, scale=4.0)
 
 

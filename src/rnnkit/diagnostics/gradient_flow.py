@@ -40,8 +40,9 @@ from torch import Tensor
 
 from ..cells.base import RecurrentCell, State
 from ..engine.loop import run_loop
+from ..engine.threads import torch_threads
 from ..layers import Recurrent
-from .spectra import single_threaded, spectrum, state_block
+from .spectra import SINGLE_THREAD, spectrum, state_block
 
 
 class StateRecorder(RecurrentCell):
@@ -177,7 +178,7 @@ def _jacobian_product_norms(recorder: StateRecorder, examples: int) -> np.ndarra
         state = tuple(s[:examples].detach() for s in recorder.entering[t])  # (E, S_j) each
         jacobian = step_jacobian(recorder.cell, xp_t, state, t).double()  # (E, S, S)
         product = jacobian if product is None else product @ jacobian
-        with single_threaded():
+        with torch_threads(SINGLE_THREAD):
             norms.append(torch.linalg.matrix_norm(product, ord=2).mean().item())
     return np.array(norms)
 

@@ -26,8 +26,6 @@ reference, not a bound: the additive path (LSTM's :math:`f_t \odot c_{t-1}`, GRU
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +34,7 @@ from torch import Tensor, nn
 
 from ..cells import GRUCell, LSTMCell, MUT1Cell, MUT2Cell, MUT3Cell
 from ..cells.base import RecurrentCell
+from ..engine.threads import torch_threads
 from ..errors import RnnkitError
 from ..layers import Recurrent
 
@@ -61,26 +60,16 @@ class Spectrum:
     largest_singular_value: float  # sigma_max, the operator 2-norm
 
 
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch's CPU kernels on one thread within the block, then restore the count.
-
-    For the small dense decompositions here (H up to a few hundred) one thread is as fast as
-    many on an idle machine, and on a busy one MKL's threaded eigensolver was measured 100-300x
-    slower (3.5 s instead of 12 ms for a 256×256 ``eigvals`` on two shared cores).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+# The small dense decompositions here (H up to a few hundred) run on one thread: as fast as on
+# many on an idle machine, and on a busy one MKL's threaded eigensolver was measured 100-300x
+# slower (3.5 s instead of 12 ms for a 256×256 ``eigvals`` on two shared cores).
+SINGLE_THREAD = 1
 
 
 def spectrum(matrix: Tensor) -> Spectrum:
     """Eigenvalues (``torch.linalg.eigvals``), spectral radius and largest singular value."""
     matrix = matrix.detach()
-    with single_threaded():
+    with torch_threads(SINGLE_THREAD):
         eigenvalues = torch.linalg.eigvals(matrix)  # (H,) complex
         largest = torch.linalg.matrix_norm(matrix, ord=2).item()
     return Spectrum(
