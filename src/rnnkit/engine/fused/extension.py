@@ -45,7 +45,11 @@ def ops() -> Any | None:
             sources=[str(source) for source in SOURCES],
             # -fopenmp: at::parallel_for splits pointwise loops over the cores only with OpenMP.
             # -march=native: the library is built and cached on the machine that runs it.
-            extra_cflags=["-O3", "-march=native", "-fopenmp", _headers_digest()],
+            # -ffp-contract=off: a * b + c is fused into one rounding only where the source says so
+            # (at::vec::fmadd). GCC otherwise fuses wherever its inlining lets it, so that adding a
+            # caller of a kernel's step function changed the step's rounding (float32 outputs by
+            # 5e-7 in a saturated test); unfused, the kernels also round as torch's separate ops do.
+            extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", _headers_digest()],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
             verbose=False,
