@@ -31,12 +31,17 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     size = args.data.stat().st_size if args.data.is_file() else 0
-    # One bar over both passes: each reads the whole file.
-    bar = tqdm(total=len(STAGES) * size, unit="B", unit_scale=True, unit_divisor=1024, dynamic_ncols=True,
-               file=sys.stderr, disable=args.no_progress)
+    # One bar over both passes (each reads the whole file), named after the pass under way.
+    bar = tqdm(total=len(STAGES) * size, desc=_describe(STAGES[0]), unit="B", unit_scale=True, unit_divisor=1024,
+               dynamic_ncols=True, file=sys.stderr, disable=args.no_progress)
+
+    current = STAGES[0]
 
     def on_progress(stage: str, n_bytes: int) -> None:
-        bar.set_description(f"pass {STAGES.index(stage) + 1}/{len(STAGES)}: {stage}", refresh=False)
+        nonlocal current
+        if stage != current:
+            current = stage
+            bar.set_description(_describe(stage))  # shown at once, however short the pass
         bar.update(n_bytes)
 
     try:
@@ -50,3 +55,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"train with: rnnkit train --data {args.out} --out RUN_DIR")
     return 0
+
+
+def _describe(stage: str) -> str:
+    return f"pass {STAGES.index(stage) + 1}/{len(STAGES)}: {stage}"
