@@ -137,8 +137,8 @@ class Vocabulary:
         Raises:
             DataError: as :meth:`encode`.
         """
-        table = self._id_of_code_point
-        ids = table[np.minimum(_code_points(text), len(table) - 1)]  # (N,) int32, -1: unknown
+        # mode="clip" sends every code point above the table's end to its last entry, -1.
+        ids = np.take(self._id_of_code_point, _code_points(text), mode="clip")  # (N,) int32, -1: unknown
         if ids.size and ids.min() < 0:
             unknown = set(text).difference(self._index)
             raise DataError(self._unknown_message(sorted(unknown), what))
