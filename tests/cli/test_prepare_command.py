@@ -80,10 +80,11 @@ def test_training_from_the_directory_is_training_from_the_file(runs: tuple[Path,
     assert (config.data.path, config.data.validation_fraction) == (str(prepared.resolve()), 0.1)
 
 
-def test_resume_sample_and_eval_of_a_directory_run(
+def test_resume_sample_eval_and_diagnose_of_a_directory_run(
     runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A run from the directory continues, samples and evaluates as the file's run does."""
+    """A run from the directory continues, samples, evaluates and is diagnosed (on windows of its
+    validation text) as the file's run is."""
     outputs = []
     for run in runs:
         copy = tmp_path / run.name
@@ -91,8 +92,9 @@ def test_resume_sample_and_eval_of_a_directory_run(
         assert run_cli(capsys, "train", "--resume", copy, "--steps", "12", "--no-progress")[0] == 0
         evaluated = run_cli(capsys, "eval", copy)
         sampled = run_cli(capsys, "sample", copy, "--length", "40", "--seed", "5")
-        assert evaluated[0] == sampled[0] == 0
-        outputs.append((records(copy), evaluated[1], sampled[1]))
+        diagnosed = run_cli(capsys, "diagnose", copy, "--batch-size", "2", "--out", tmp_path / f"{run.name}-plots")
+        assert evaluated[0] == sampled[0] == diagnosed[0] == 0
+        outputs.append((records(copy), evaluated[1], sampled[1], diagnosed[1].replace(run.name, "RUN")))
     assert outputs[0] == outputs[1]
     assert [record["step"] for record in outputs[1][0] if "val_loss" in record] == [4, 8, 12]
 
