@@ -21,6 +21,7 @@ import torch
 
 from rnnkit.data.corpus import read_text_file
 from rnnkit.training.config import TrainConfig
+from rnnkit.training.language_data import LanguageData
 from rnnkit.training.trainer import Trainer
 
 TINY_SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
@@ -31,7 +32,7 @@ def trainer(cell: str, executor: str, text: str, run_dir: Path) -> Trainer:
     config.model.cell, config.model.hidden_size, config.model.num_layers = cell, 256, 2
     config.model.executor, config.model.dropout = executor, 0.1
     config.data.batch_size, config.data.seq_len = 64, 100
-    return Trainer.start(config, run_dir, text)
+    return Trainer.start(config, run_dir, LanguageData.from_text(text, config.data.validation_fraction))
 
 
 def main() -> int:

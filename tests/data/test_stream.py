@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,14 +100,16 @@ def test_too_short_text_names_both_numbers():
 @pytest.mark.parametrize(
     ("ids", "batch_size", "seq_len", "problem"),
     [
-        (torch.zeros(2, 5, dtype=torch.long), 1, 1, "1-D tensor"),
-        ([1, 2, 3], 1, 1, "1-D tensor, got list"),
+        (torch.zeros(2, 5, dtype=torch.long), 1, 1, "1-D tensor or numpy array, got a Tensor of shape (2, 5)"),
+        (np.zeros((2, 5), dtype=np.uint8), 1, 1, "1-D tensor or numpy array, got a ndarray of shape (2, 5)"),
+        ([1, 2, 3], 1, 1, "1-D tensor or numpy array, got list"),
         (torch.zeros(10), 1, 1, "integers"),
+        (np.zeros(10, dtype=np.float32), 1, 1, "integers, got dtype float32"),
         (torch.zeros(10, dtype=torch.long), 0, 1, "batch_size must be a positive int, got 0"),
         (torch.zeros(10, dtype=torch.long), 1, 2.5, "seq_len must be a positive int, got 2.5"),
         (torch.zeros(10, dtype=torch.long), True, 1, "batch_size must be a positive int"),
     ],
-    ids=["2-d", "list", "float", "zero-batch", "float-seq-len", "bool-batch"],
+    ids=["2-d", "2-d-array", "list", "float", "float-array", "zero-batch", "float-seq-len", "bool-batch"],
 )
 def test_rejects_bad_arguments(ids, batch_size, seq_len, problem):
     with pytest.raises(ValueError) as info:
@@ -126,3 +129,32 @@ def test_chunks_are_cheap_views_of_one_buffer():
     inputs, targets = batches.chunk(3)
     assert inputs.is_contiguous() and targets.is_contiguous()
     assert inputs.untyped_storage().data_ptr() == targets.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize(("n", "batch_size", "seq_len"), SIZES)
+@pytest.mark.parametrize("drop_last", [True, False], ids=["train", "evaluate"])
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int64], ids=["uint16", "uint32", "int64"])
+def test_array_chunks_equal_tensor_chunks(n, batch_size, seq_len, drop_last, dtype):
+    """Ids in a numpy array (a prepared corpus's memory map) are gathered chunk by chunk, and
+    every chunk equals the one laid out in memory from the same ids in a tensor."""
+    ids = _ids(n)
+    in_memory = StreamBatches(ids, batch_size, seq_len, drop_last=drop_last)
+    lazy = StreamBatches(ids.numpy().astype(dtype), batch_size, seq_len, drop_last=drop_last)
+    assert (len(lazy), lazy.stream_len, lazy.num_tokens) == (len(in_memory), in_memory.stream_len, in_memory.num_tokens)
+    for (inputs, targets), (expected_inputs, expected_targets) in zip(lazy, in_memory, strict=True):
+        assert inputs.dtype == targets.dtype == torch.long
+        assert inputs.equal(expected_inputs) and targets.equal(expected_targets)
+
+
+def test_memory_map_chunks_hold_the_stream_positions(tmp_path):
+    """From a memory map whose token at position p is p, chunk k holds at row t, column b the
+    token at b*L + k*T + t (the target row t + 1): each stream's position is computed, not copied."""
+    n, batch_size, seq_len = 10_001, 4, 25
+    path = tmp_path / "tokens.bin"
+    np.arange(n, dtype="<u4").tofile(path)
+    batches = StreamBatches(np.memmap(path, dtype="<u4", mode="r"), batch_size, seq_len)
+    length = batches.stream_len
+    for k in (0, 17, len(batches) - 1):
+        inputs, targets = batches.chunk(k)
+        expected = torch.tensor([[b * length + k * seq_len + t for b in range(batch_size)] for t in range(seq_len + 1)])
+        assert inputs.equal(expected[:-1]) and targets.equal(expected[1:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -116,3 +117,22 @@ def test_decode_rejects_bad_ids(ids, problem):
     with pytest.raises(ValueError) as info:
         vocab.decode(ids)
     assert problem in str(info.value)
+
+
+@given(st.text(min_size=1, max_size=200), st.lists(st.integers(min_value=0, max_value=200), max_size=5))
+def test_from_blocks_is_from_text_of_the_joined_blocks(text, cuts):
+    """A text streamed in pieces (cut anywhere) gives the vocabulary and ids of the whole."""
+    cuts = sorted({0, len(text), *(min(cut, len(text)) for cut in cuts)})
+    blocks = [text[start:stop] for start, stop in itertools.pairwise(cuts)]
+    vocab = Vocabulary.from_blocks(blocks)
+    assert vocab == Vocabulary.from_text(text) and vocab.chars == tuple(sorted(set(text)))
+    joined = np.concatenate([vocab.encode_array(block, np.uint16) for block in blocks])
+    assert joined.dtype == np.uint16 and joined.tolist() == [vocab.index(char) for char in text]
+
+
+def test_encode_array_names_unknown_characters_below_and_above_the_vocabulary():
+    vocab = Vocabulary.from_text("bdf\U0001f600")
+    assert vocab.encode_array("fdb\U0001f600", np.uint8).tolist() == [2, 1, 0, 3]
+    for text, unknown in [("bad", "'a'"), ("cafe", "'a', 'c', 'e'"), ("b\U0001f601", "'\U0001f601'")]:
+        with pytest.raises(DataError, match=f"outside the model's vocabulary: {unknown}$"):
+            vocab.encode_array(text, np.uint8)

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import RnnkitError
-from . import caption, diagnose, esn, evaluate, plot, sample, train, viz
+from . import caption, diagnose, esn, evaluate, plot, prepare, sample, train, viz
 
 SUBCOMMANDS = {
     "train": train, "sample": sample, "eval": evaluate, "esn": esn, "diagnose": diagnose, "plot": plot, "viz": viz,
-    "caption": caption,
+    "caption": caption, "prepare": prepare,
 }
 
 

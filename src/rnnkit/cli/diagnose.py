@@ -21,7 +21,6 @@ import torch
 from torch import Tensor, nn
 
 from ..cells import cell_names
-from ..data.corpus import split_train_validation
 from ..data.tasks import TASKS, Task
 from ..diagnostics.activations import gate_saturation
 from ..diagnostics.gradient_flow import GradientFlow
@@ -29,11 +28,12 @@ from ..diagnostics.plots import plot_eigenvalues, plot_gradient_flow
 from ..diagnostics.spectra import RecurrentBlock, recurrent_blocks, spectrum
 from ..diagnostics.model_flow import LOSSES, language_model_gradient_flow, task_gradient_flow
 from ..training.config import TrainConfig
+from ..training.language_data import token_tensor, validation_ids
 from ..training.loading import load_trained_model, load_trained_task_model
 from ..training.task_trainer import build_task_model
 from ..errors import DataError
 from .arguments import key_value, non_negative_int, positive_int
-from .train import _read_text, trained_task
+from .train import trained_task
 
 USAGE = 2
 FRESH_FLAGS = ("--cell", "--task", "--hidden", "--layers", "--cell-option", "--task-option")
@@ -128,14 +128,13 @@ def _trained(args: argparse.Namespace) -> Subject:
         return _task_subject(trained.model, trained.task, args, f"{trained.config.model.cell} after {trained.step} steps",
                              args.run_dir)
     language_model = load_trained_model(args.run_dir)
-    text = split_train_validation(_read_text(language_model.config), language_model.config.data.validation_fraction)[1]
-    tokens = language_model.vocabulary.encode(text, what="the validation text")
+    tokens = validation_ids(language_model.config.data, language_model.vocabulary)  # a tensor, or a memory map
     steps = language_model.config.data.seq_len
-    if tokens.numel() < steps + 1:
-        raise DataError(f"the validation text must hold at least {steps + 1} characters, got {tokens.numel()}")
+    if len(tokens) < steps + 1:
+        raise DataError(f"the validation text must hold at least {steps + 1} characters, got {len(tokens)}")
     generator = torch.Generator().manual_seed(args.seed)
-    starts = torch.randint(tokens.numel() - steps, (args.batch_size,), generator=generator)
-    windows = torch.stack([tokens[start : start + steps + 1] for start in starts.tolist()], dim=1)  # (T + 1, B)
+    starts = torch.randint(len(tokens) - steps, (args.batch_size,), generator=generator)
+    windows = torch.stack([token_tensor(tokens[start : start + steps + 1]) for start in starts.tolist()], dim=1)  # (T + 1, B)
     model = language_model.model
 
     def flow(loss: str, layer: int, examples: int) -> GradientFlow:

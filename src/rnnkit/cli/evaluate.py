@@ -6,12 +6,13 @@ import argparse
 import math
 from pathlib import Path
 
-from ..data.corpus import read_text_file, split_train_validation
+from ..data.corpus import read_text_file
 from ..errors import DataError, RnnkitError
 from ..training.evaluation import evaluate_loss
+from ..training.language_data import validation_ids
 from ..training.loading import load_trained_model
 from .arguments import positive_int
-from .train import _read_text, refuse_task_run
+from .train import refuse_task_run
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -26,14 +27,15 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained_model(args.run_dir)
     data = trained.config.data
     if args.data is not None:
-        text, what = read_text_file(args.data), f"the text in {args.data}"
+        what = f"the text in {args.data}"
+        ids = trained.vocabulary.encode(read_text_file(args.data), what=what)
     else:
-        text, what = split_train_validation(_read_text(trained.config), data.validation_fraction)[1], "the validation text"
-    ids = trained.vocabulary.encode(text, what=what)
-    if ids.numel() < 2:
-        raise DataError(f"{what} has {ids.numel()} characters; evaluation needs at least 2")
+        what = "the validation text"
+        ids = validation_ids(data, trained.vocabulary)
+    if len(ids) < 2:
+        raise DataError(f"{what} has {len(ids)} characters; evaluation needs at least 2")
     loss = evaluate_loss(trained.model, ids, args.batch_size or data.validation_streams, data.seq_len)
     if not math.isfinite(loss):
         raise RnnkitError(f"the model's loss on {what} is {loss}: it assigns zero probability to a character")
-    print(f"{loss:.4f} nats/char  {loss / math.log(2):.4f} bits/char  ({ids.numel():,} characters, step {trained.step})")
+    print(f"{loss:.4f} nats/char  {loss / math.log(2):.4f} bits/char  ({len(ids):,} characters, step {trained.step})")
     return 0

@@ -14,7 +14,8 @@ from typing import Any
 from tqdm import tqdm
 
 from ..cells import TREE_CELLS, cell_names
-from ..data.corpus import BUNDLED_CORPORA, load_corpus, read_text_file
+from ..data.corpus import BUNDLED_CORPORA
+from ..data.token_file import read_metadata
 from ..data.tasks import TASKS, make_task, task_options
 from ..engine import executor_names
 from ..errors import RnnkitError
@@ -22,6 +23,7 @@ from ..models.classifier import POOLINGS
 from ..models.conditioned import CONDITIONINGS
 from ..training.checkpoint import load_checkpoint
 from ..training.config import CLIP_MODES, LR_SCHEDULES, OPTIMIZERS, TrainConfig, config_from_dict
+from ..training.language_data import is_prepared, load_language_data
 from ..training.run_loop import CONFIG_FILE, StepReport, TrainingRun
 from ..training.task_trainer import TaskTrainer
 from ..training.trainer import Trainer
@@ -88,7 +90,9 @@ class _UsageError(Exception):
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser = subparsers.add_parser(name, help="train a language model or a task's model", description=__doc__)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data", metavar="PATH", help="a UTF-8 text file to train on")
+    source.add_argument("--data", metavar="PATH", help=(
+        "a UTF-8 text file to train on, or a directory made by rnnkit prepare (read from disk as "
+        "it trains, never whole into memory)"))
     source.add_argument("--corpus", choices=BUNDLED_CORPORA, help="a bundled corpus (default: shakespeare)")
     source.add_argument("--task", choices=sorted(TASKS), help="a synthetic task to train on instead of a text")
     target = parser.add_mutually_exclusive_group(required=True)
@@ -115,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             config = _config_from_flags(args)
             trainer = (
                 TaskTrainer.start(config, args.out) if config.task.name
-                else Trainer.start(config, args.out, _read_text(config))
+                else Trainer.start(config, args.out, load_language_data(config.data))
             )
     except _UsageError as error:
         print(f"rnnkit train: error: {error}", file=sys.stderr)
@@ -143,6 +147,8 @@ def _config_from_flags(args: argparse.Namespace) -> TrainConfig:
         setattr(getattr(config, section) if section else config, field, value)
     if args.data is not None:
         config.data.path = str(Path(args.data).resolve())  # --resume may run from elsewhere
+        if is_prepared(config.data):
+            config.data.validation_fraction = _prepared_fraction(config.data.path, args.validation_fraction)
     if args.corpus is not None:
         config.data.corpus = args.corpus
     if args.cell_option:
@@ -192,11 +198,19 @@ def _resumed_trainer(args: argparse.Namespace) -> TrainingRun:
         )
     if config.task.name:
         return TaskTrainer.resume(config, args.resume, checkpoint)
-    return Trainer.resume(config, args.resume, _read_text(config), checkpoint)
+    return Trainer.resume(config, args.resume, load_language_data(config.data), checkpoint)
 
 
-def _read_text(config: TrainConfig) -> str:
-    return read_text_file(config.data.path) if config.data.path else load_corpus(config.data.corpus)
+def _prepared_fraction(directory: str, given: float | None) -> float:
+    """The validation fraction a prepared corpus was split by; ``--validation-fraction``, if
+    given, must be that one (the split is fixed when the corpus is prepared)."""
+    prepared = read_metadata(directory)["validation_fraction"]
+    if given is not None and given != prepared:
+        raise _UsageError(
+            f"--validation-fraction: the corpus in {directory} was prepared with {prepared}, got {given}; "
+            "the split is fixed by rnnkit prepare --validation-fraction"
+        )
+    return prepared
 
 
 def trained_task(run_dir: Path) -> str | None:

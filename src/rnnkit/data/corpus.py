@@ -14,10 +14,12 @@ Every text that reaches a model is a ``str`` with ``\\n`` line endings.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import lzma
 import os
 import sysconfig
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -37,6 +39,11 @@ SHAKESPEARE_RESOURCE = "shakespeare.txt.xz"
 #: characters is about the size of the Shakespeare corpus and enough for a character-level model,
 #: while reading every one of the standard library's ~30 million characters would only be slower.
 PYTHON_CORPUS_MAX_CHARS = 4_000_000
+
+#: Bytes read at a time from a user's text file: large enough that Python's per-block work is
+#: negligible, small enough that the buffers of a block (its text, its UTF-32 code points, its
+#: ids: about 12 bytes per byte) stay a few MiB whatever the corpus's size.
+BLOCK_SIZE = 1 << 18
 
 # Directories under the standard library that hold third-party code, not the standard library.
 _PYTHON_CORPUS_SKIPPED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
@@ -109,39 +116,90 @@ def read_text_file(path: str | os.PathLike[str]) -> str:
         DataError: naming the file, if it is missing, a directory, unreadable, empty, binary
             (contains NUL bytes) or not valid UTF-8.
     """
+    return "".join(read_text_blocks(path))
+
+
+def read_text_blocks(
+    path: str | os.PathLike[str],
+    block_size: int = BLOCK_SIZE,
+    on_read: Callable[[int], None] | None = None,
+) -> Iterator[str]:
+    """The text of a user's UTF-8 file, read ``block_size`` bytes at a time: constant memory.
+
+    The blocks joined are exactly :func:`read_text_file`'s text: the byte-order mark dropped and
+    ``\\r\\n`` made ``\\n`` even where a character's bytes or a ``\\r\\n`` straddle two blocks (an
+    incremental decoder carries the unfinished bytes, and a block's final ``\\r`` waits for the
+    next). Blocks are never empty. ``on_read(n)`` is told the byte count of every block read.
+
+    Raises:
+        DataError: as :func:`read_text_file`, while reading; a NUL byte or an invalid UTF-8
+            sequence is reported from the block that holds it, the offset counted in the file.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
     if path.is_dir():
         raise DataError(f"data file {path} is a directory, not a text file")
     try:
-        data = path.read_bytes()
+        handle = path.open("rb")
     except OSError as error:
         raise DataError(f"data file {path} cannot be read: {error.strerror}") from None
-    if not data:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes read before the current block
+    carried_cr = ""  # a block's final "\r", held back in case the next block starts with "\n"
+    at_start = True  # nothing decoded yet: the first character may be a byte-order mark
+    empty = True  # no text given out yet
+    with handle:
+        while True:
+            try:
+                data = handle.read(block_size)
+            except OSError as error:
+                raise DataError(f"data file {path} cannot be read: {error.strerror}") from None
+            if b"\x00" in data:
+                raise DataError(f"data file {path} is not text: it contains NUL bytes (binary data?)")
+            pending = len(decoder.getstate()[0])  # bytes of an unfinished character from before
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"data file {path} is not valid UTF-8 (first bad byte at offset {offset - pending + error.start})"
+                ) from None
+            offset += len(data)
+            if data and on_read is not None:
+                on_read(len(data))
+            text = carried_cr + text
+            if at_start and text:
+                text, at_start = text.removeprefix("\ufeff"), False
+            carried_cr = "\r" if data and text.endswith("\r") else ""
+            text = text[: len(text) - len(carried_cr)].replace("\r\n", "\n")
+            if text:
+                empty = False
+                yield text
+            if not data:
+                break
+    if empty:
         raise DataError(f"data file {path} is empty")
-    if b"\x00" in data:
-        raise DataError(f"data file {path} is not text: it contains NUL bytes (binary data?)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"data file {path} is not valid UTF-8 (first bad byte at offset {error.start})"
-        ) from None
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    if not text:
-        raise DataError(f"data file {path} is empty")
-    return text
 
 
 def split_train_validation(text: str, validation_fraction: float) -> tuple[str, str]:
     """Split ``text`` into (training, validation): the first part and the last part.
 
-    The training part has ``floor(len(text) * (1 - validation_fraction))`` characters, as in
-    char-rnn and nanoGPT's ``data[:int(n * 0.9)]``: Tiny Shakespeare's 1,115,394 characters split
-    at 0.1 into 1,003,854 and 111,540. The fraction is taken at its decimal value (0.1 as 1/10),
-    so binary round-off cannot move the cut by one. ``validation_fraction=0`` gives an empty
-    validation part.
+    The training part has ``floor(len(text) * (1 - validation_fraction))`` characters
+    (:func:`split_point`). ``validation_fraction=0`` gives an empty validation part.
+
+    Raises:
+        ValueError: if ``validation_fraction`` is not in [0, 1).
+    """
+    n_train = split_point(len(text), validation_fraction)
+    return text[:n_train], text[n_train:]
+
+
+def split_point(length: int, validation_fraction: float) -> int:
+    """How many of ``length`` characters (or tokens) train: ``floor(length * (1 - fraction))``.
+
+    As in char-rnn and nanoGPT's ``data[:int(n * 0.9)]``: Tiny Shakespeare's 1,115,394 characters
+    split at 0.1 into 1,003,854 and 111,540. The fraction is taken at its decimal value (0.1 as
+    1/10), so binary round-off cannot move the cut by one.
 
     Raises:
         ValueError: if ``validation_fraction`` is not in [0, 1).
@@ -149,5 +207,4 @@ def split_train_validation(text: str, validation_fraction: float) -> tuple[str, 
     if not 0.0 <= validation_fraction < 1.0:  # also rejects NaN
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
     fraction = Fraction(repr(float(validation_fraction)))
-    n_train = int(len(text) * (1 - fraction))  # exact rational arithmetic, then floor
-    return text[:n_train], text[n_train:]
+    return int(length * (1 - fraction))  # exact rational arithmetic, then floor

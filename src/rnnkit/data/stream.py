@@ -13,6 +13,13 @@ kept after the streams), so every target is genuine and one chunk needs ``B*T + 
 Chunks are time-major, like rnnkit's recurrent layers: ``inputs[t, b]`` is time step ``t`` of
 stream ``b``, and ``targets[t] == inputs[t + 1]`` within a chunk.
 
+Token ids in a torch tensor are laid out once, time-major, as the ``(L+1, B)`` matrix of the B
+windows (stream ``b`` and the token after it), and chunks are views of it. Token ids in a numpy
+array, typically the memory map of a prepared corpus (:mod:`rnnkit.data.token_file`), are never
+copied whole: chunk ``k`` gathers its ``T+1`` rows on demand, token ``b*L + k*T + t`` at row
+``t`` of column ``b``, so memory holds one chunk whatever the corpus's size. Both give the same
+chunks.
+
 Example::
 
     >>> ids = torch.arange(11)
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from rnnkit.errors import DataError
@@ -38,7 +46,8 @@ class StreamBatches:
 
     Args:
         ids: 1-D integer tensor of token ids (any device; the chunks are ``torch.long`` tensors
-            on the same device).
+            on the same device), or a 1-D integer numpy array, such as a ``numpy.memmap``, read
+            lazily chunk by chunk (the chunks are CPU ``torch.long`` tensors).
         batch_size: number of parallel streams ``B``.
         seq_len: time steps per chunk ``T`` (the truncation length of back-propagation).
         drop_last: if true (for training) every chunk has ``T`` steps and the tokens that do not
@@ -61,9 +70,9 @@ class StreamBatches:
         drop_last: bool = True,
         what: str = "the training text",
     ) -> None:
-        if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
-            raise ValueError(f"ids must be a 1-D tensor, got {_describe(ids)}")
-        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        if not isinstance(ids, (torch.Tensor, np.ndarray)) or ids.ndim != 1:
+            raise ValueError(f"ids must be a 1-D tensor or numpy array, got {_describe(ids)}")
+        if not _is_integer(ids.dtype):
             raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
         for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -92,11 +101,11 @@ class StreamBatches:
         self.seq_len = seq_len
         self.stream_len = stream_len
         self.num_chunks = -(-stream_len // seq_len)  # ceil(L / T)
-        # Window b is stream b plus the token after it: tokens b*L ... (b+1)*L. Stored time-major
-        # and contiguous once, so inputs and targets of every chunk are views one row apart.
-        ids = ids.to(torch.long).contiguous()
-        windows = ids.unfold(0, stream_len + 1, stream_len)[:batch_size]  # (B, L+1)
-        self._data = windows.t().contiguous()  # (L+1, B)
+        # Window b is stream b plus the token after it: tokens b*L ... (b+1)*L.
+        self._windows = (
+            _TensorWindows(ids, batch_size, stream_len) if isinstance(ids, torch.Tensor)
+            else _ArrayWindows(ids, batch_size, stream_len)
+        )
 
     @property
     def num_tokens(self) -> int:
@@ -111,14 +120,14 @@ class StreamBatches:
         """Chunk ``k`` as ``(inputs, targets)``, each of shape ``(T, B)`` (the last may be shorter).
 
         The tensors are views of one buffer: cheap, and not to be modified in place.
+        From a numpy array the buffer is this chunk's alone, gathered from the array.
         """
         if not 0 <= k < self.num_chunks:
             raise IndexError(f"chunk {k} out of range for {self.num_chunks} chunks")
         start = k * self.seq_len
         stop = min(start + self.seq_len, self.stream_len)
-        inputs = self._data[start:stop]  # (T, B)
-        targets = self._data[start + 1 : stop + 1]  # (T, B), inputs shifted one step in time
-        return inputs, targets
+        rows = self._windows.rows(start, stop + 1)  # (T+1, B)
+        return rows[:-1], rows[1:]  # inputs, and targets: the inputs one step later
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """All chunks of an epoch, in order."""
@@ -132,7 +141,42 @@ class StreamBatches:
         )
 
 
+class _TensorWindows:
+    """The B windows of a tensor's ids, laid out time-major and contiguous once: ``(L+1, B)``."""
+
+    def __init__(self, ids: torch.Tensor, batch_size: int, stream_len: int) -> None:
+        ids = ids.to(torch.long).contiguous()
+        windows = ids.unfold(0, stream_len + 1, stream_len)[:batch_size]  # (B, L+1)
+        self._data = windows.t().contiguous()  # (L+1, B)
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Time steps ``start ... stop - 1`` of every window, ``(stop - start, B)``: a view."""
+        return self._data[start:stop]
+
+
+class _ArrayWindows:
+    """The B windows of a numpy array's ids, never copied whole: rows are gathered on demand."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, stream_len: int) -> None:
+        self._ids = ids
+        self._starts = np.arange(batch_size, dtype=np.int64) * stream_len  # (B,) window b at b*L
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Time steps ``start ... stop - 1`` of every window, ``(stop - start, B)``: a new tensor.
+
+        Each window's steps are contiguous in ``ids``, so a memory map reads B short runs.
+        """
+        positions = np.add.outer(np.arange(start, stop, dtype=np.int64), self._starts)  # (stop-start, B)
+        return torch.from_numpy(np.array(self._ids[positions], dtype=np.int64))
+
+
+def _is_integer(dtype: torch.dtype | np.dtype) -> bool:
+    if isinstance(dtype, torch.dtype):
+        return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+    return np.issubdtype(dtype, np.integer)
+
+
 def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)}"
     return type(value).__name__

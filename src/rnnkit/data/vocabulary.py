@@ -21,12 +21,16 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 
 from rnnkit.errors import DataError
 
 #: How many offending characters an "outside the vocabulary" error lists before summarising.
 MAX_REPORTED_CHARS = 5
+
+#: Code points run from 0 to 0x10FFFF.
+CODE_POINTS = 0x110000
 
 
 class Vocabulary:
@@ -54,6 +58,13 @@ class Vocabulary:
             index[char] = position
         self._chars = chars
         self._index = index  # char -> id
+        # The id of every code point up to the largest in the vocabulary, -1 for the others; the
+        # entry after the largest stands for every code point above it. Encoding is then one
+        # numpy gather, not a dictionary look-up per character.
+        points = _code_points("".join(chars))
+        table = np.full(int(points.max(initial=0)) + 2, -1, dtype=np.int32)
+        table[points] = np.arange(len(chars), dtype=np.int32)
+        self._id_of_code_point = table
 
     @classmethod
     def from_text(cls, text: str) -> Vocabulary:
@@ -62,9 +73,22 @@ class Vocabulary:
         Raises:
             DataError: if ``text`` is empty.
         """
-        if not text:
+        return cls.from_blocks([text])
+
+    @classmethod
+    def from_blocks(cls, blocks: Iterable[str]) -> Vocabulary:
+        """The distinct characters of the text the ``blocks`` make together, sorted by code
+        point: :meth:`from_text` of their concatenation, in constant memory (a flag per code point).
+
+        Raises:
+            DataError: if the text is empty.
+        """
+        seen = np.zeros(CODE_POINTS, dtype=bool)
+        for block in blocks:
+            seen[_code_points(block)] = True
+        if not seen.any():
             raise DataError("cannot build a vocabulary from an empty text")
-        return cls(sorted(set(text)))
+        return cls(map(chr, np.flatnonzero(seen).tolist()))  # flatnonzero: code-point order
 
     @property
     def chars(self) -> tuple[str, ...]:
@@ -103,10 +127,22 @@ class Vocabulary:
             DataError: if ``text`` has characters outside the vocabulary; the message gives how
                 many distinct ones and lists the first few (in code-point order).
         """
-        unknown = set(text).difference(self._index)
-        if unknown:
+        return torch.from_numpy(self.encode_array(text, np.int64, what))  # (N,)
+
+    def encode_array(self, text: str, dtype: np.dtype | type, what: str = "the text") -> np.ndarray:
+        """The ids of the characters of ``text`` as a numpy array of ``dtype``, shape ``(len(text),)``.
+
+        ``dtype`` must hold ``len(self) - 1``; :meth:`encode`, as torch longs, is this.
+
+        Raises:
+            DataError: as :meth:`encode`.
+        """
+        # mode="clip" sends every code point above the table's end to its last entry, -1.
+        ids = np.take(self._id_of_code_point, _code_points(text), mode="clip")  # (N,) int32, -1: unknown
+        if ids.size and ids.min() < 0:
+            unknown = set(text).difference(self._index)
             raise DataError(self._unknown_message(sorted(unknown), what))
-        return torch.tensor(list(map(self._index.__getitem__, text)), dtype=torch.long)  # (N,)
+        return ids.astype(dtype)
 
     @staticmethod
     def _unknown_message(unknown: list[str], what: str) -> str:
@@ -179,3 +215,10 @@ class Vocabulary:
         if not obj:
             raise ValueError("a vocabulary must have at least one character, got an empty list")
         return cls(obj)
+
+
+def _code_points(text: str) -> np.ndarray:
+    """The code point of every character of ``text``: uint32, shape ``(len(text),)``."""
+    # UTF-32 spends exactly 4 bytes on each character; "surrogatepass" keeps the lone
+    # surrogates a str may hold (a vocabulary may be given one).
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -10,15 +11,16 @@ from ..models.language_model import LanguageModel
 
 
 @torch.no_grad()
-def evaluate_loss(model: LanguageModel, ids: Tensor, batch_size: int, seq_len: int) -> float:
+def evaluate_loss(model: LanguageModel, ids: Tensor | np.ndarray, batch_size: int, seq_len: int) -> float:
     """Mean next-character cross-entropy over ``ids`` (1-D), in nats per character.
 
     The text is read as ``batch_size`` parallel streams (fewer when it is short) with the state
     carried across chunks, as in training; every character but the first is predicted once.
+    Ids in a numpy array (a prepared corpus's memory map) are read chunk by chunk.
     """
-    if ids.numel() < 2:
+    if len(ids) < 2:
         raise ValueError("evaluation needs a text of at least 2 characters")
-    streams = StreamBatches(ids, min(batch_size, ids.numel() - 1), seq_len, drop_last=False, what="the evaluation text")
+    streams = StreamBatches(ids, min(batch_size, len(ids) - 1), seq_len, drop_last=False, what="the evaluation text")
     model.eval()
     total, count, state = 0.0, 0, None
     for inputs, targets in streams:  # (T, B) each

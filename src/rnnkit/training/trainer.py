@@ -6,7 +6,9 @@ flow back T steps at most), and the state is reset at the start of each epoch. E
 needs to continue exactly — weights, optimiser, RNG, carried state, data position — goes into
 its checkpoints, so a stopped run resumed from its last checkpoint reproduces the uninterrupted
 run's losses bit for bit on the CPU. The loop, the update and the checkpoints are
-:class:`~rnnkit.training.run_loop.TrainingRun`'s; this module adds the text.
+:class:`~rnnkit.training.run_loop.TrainingRun`'s; this module adds the text, given as
+:class:`~rnnkit.training.language_data.LanguageData`: encoded in memory, or a prepared corpus's
+memory-mapped token file, read chunk by chunk.
 """
 
 from __future__ import annotations
@@ -21,59 +23,55 @@ import torch
 from torch import Tensor
 
 from ..cells.base import State
-from ..data.corpus import split_train_validation
 from ..data.stream import StreamBatches
+from ..data.token_file import VOCABULARY_FILE
 from ..data.vocabulary import Vocabulary
 from ..errors import CheckpointError, RnnkitError
 from .checkpoint import Checkpoint, atomic_write_text
 from .config import TrainConfig, build_model
 from .evaluation import evaluate_loss
+from .language_data import LanguageData
 from .run_loop import TrainingRun
 from .tensor_tree import join_tensors, split_tensors
 
-VOCABULARY_FILE = "vocab.json"
-
 
 class Trainer(TrainingRun):
-    """One training run of a :class:`LanguageModel` on one text, writing into ``run_dir``.
+    """One training run of a :class:`LanguageModel` on one text's ``data``, writing into ``run_dir``.
 
     The run directory receives ``config.json`` (the resolved configuration), ``vocab.json``,
     ``metrics.jsonl`` (one JSON object per update and per validation), ``loss.png`` and
     ``checkpoints/``. Build with :meth:`start` for a new run or :meth:`resume` to continue one.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path, text: str, vocabulary: Vocabulary) -> None:
+    def __init__(self, config: TrainConfig, run_dir: Path, data: LanguageData) -> None:
         if config.task.name:
             raise RnnkitError(f"the config names the task {config.task.name!r}: train it with TaskTrainer")
-        super().__init__(config, run_dir, functools.partial(build_model, config.model, len(vocabulary)))
-        self.vocabulary = vocabulary
-        train_text, validation_text = split_train_validation(text, config.data.validation_fraction)
-        self.batches = StreamBatches(
-            vocabulary.encode(train_text, "the training text"), config.data.batch_size, config.data.seq_len
-        )
+        super().__init__(config, run_dir, functools.partial(build_model, config.model, len(data.vocabulary)))
+        self.vocabulary = data.vocabulary
+        self.batches = StreamBatches(data.train_ids, config.data.batch_size, config.data.seq_len)
         self.steps_per_epoch = len(self.batches)
-        self.validation_ids = vocabulary.encode(validation_text, "the validation text")
+        self.validation_ids = data.validation_ids
         self.state: State | None = None  # carried from one chunk to the next, detached
 
     @classmethod
-    def start(cls, config: TrainConfig, run_dir: Path, text: str) -> Trainer:
+    def start(cls, config: TrainConfig, run_dir: Path, data: LanguageData) -> Trainer:
         """A new run: refuses a directory that already holds one (resume it instead)."""
         cls.refuse_existing_run(run_dir)
-        trainer = cls(config, run_dir, text, Vocabulary.from_text(text))
+        trainer = cls(config, run_dir, data)
         trainer.create_run_dir()
         atomic_write_text(run_dir / VOCABULARY_FILE, json.dumps(trainer.vocabulary.to_json()) + "\n")
         return trainer
 
     @classmethod
-    def resume(cls, config: TrainConfig, run_dir: Path, text: str, checkpoint: Checkpoint) -> Trainer:
+    def resume(cls, config: TrainConfig, run_dir: Path, data: LanguageData, checkpoint: Checkpoint) -> Trainer:
         """Continue from ``checkpoint`` with ``config`` (the saved one, budget possibly changed)."""
         try:
             vocabulary = Vocabulary.from_json(checkpoint.metadata["vocabulary"])
         except (KeyError, ValueError) as error:
             raise CheckpointError(f"checkpoint {checkpoint.path} has no usable vocabulary: {error}") from None
-        if Vocabulary.from_text(text) != vocabulary:
+        if data.vocabulary != vocabulary:
             raise RnnkitError(f"the training text has changed since {run_dir} was started: its characters differ")
-        trainer = cls(config, run_dir, text, vocabulary)
+        trainer = cls(config, run_dir, data)
         trainer.continue_from(checkpoint)
         return trainer
 
@@ -92,7 +90,7 @@ class Trainer(TrainingRun):
         return {"epoch": self.step / len(self.batches), "chars_per_second": chars / seconds}
 
     def evaluate(self) -> dict[str, float] | None:
-        if self.validation_ids.numel() < 2:
+        if len(self.validation_ids) < 2:
             return None
         data = self.config.data
         loss = evaluate_loss(self.model, self.validation_ids, data.validation_streams, data.seq_len)
