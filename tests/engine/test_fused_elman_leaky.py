@@ -8,6 +8,8 @@ runs on one thread, which is fastest for tiny sizes and immune to other work on 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from fused_backends import BACKENDS, use_backend
@@ -204,3 +206,25 @@ def test_composed_ops_path_equals_loop(option):
         pytest.skip("the C++ kernels could not be built here (no compiler?)")
     assert_fused_equals_loop(option, 1, True, BATCH, LENGTHS, dtype=torch.bfloat16,
                              tol={"rtol": 0.1, "atol": 0.1})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_kernel_tanh_is_within_a_few_units_in_the_last_place(dtype, monkeypatch):
+    """The kernels' own tanh (csrc/kernel_support.h: a series near 0 and exp beyond for double, a
+    rational function and exp for float), read through a leaky cell that outputs tanh(x) itself
+    (leak 1: alpha = sigmoid(-inf) = 0; identity input weights, no bias, no recurrent matrix)."""
+    use_backend("cpp", monkeypatch)
+    tiny = [0.0, -0.0, 1e-300, -1e-20, 1e-8, 0.0999999, -0.1, 0.1000001]
+    x = torch.cat([torch.tensor(tiny, dtype=torch.float64), torch.linspace(-30, 30, 20001, dtype=torch.float64),
+                   torch.logspace(-6, 1.5, 3000, dtype=torch.float64)]).to(dtype)
+    model = Recurrent("leaky", 1, 1, executor="fused", bias=False, recurrent=False).to(dtype)
+    with torch.no_grad():
+        model.cells[0].weight_ih.fill_(1.0)
+        model.cells[0].alpha_logit.fill_(-math.inf)
+        output, _ = model(x.view(-1, 1, 1), torch.zeros(1, 1, 1, dtype=dtype))
+    expected = torch.tanh(x.double())
+    ulp = torch.finfo(dtype).eps
+    if dtype == torch.float64:  # relative: exact to 4 ulp even for tiny x
+        torch.testing.assert_close(output.view(-1).double(), expected, rtol=4 * ulp, atol=0)
+    else:  # the rational function is within 2.5e-7 of tanh
+        torch.testing.assert_close(output.view(-1).double(), expected, rtol=0, atol=2.5e-7)
