@@ -189,8 +189,8 @@ class StepProduct {
 // run side by side, one gather of the state and one FMA per nonzero of each row: a row's sum in
 // CSR is a chain of dependent scalar FMAs, bound by their latency and by the mispredicted branch
 // where each row ends. The sort keeps the padding near zero for random sparsity patterns. Each
-// row's sum runs over its nonzeros in CSR order, as a plain loop would; a time loop on several
-// threads gives each a share of the slices (``slices``).
+// row's sum runs over its nonzeros in CSR order, as a plain loop would; slices split over the
+// threads when the product is large.
 template <typename scalar_t>
 class CsrStepProduct {
   using Vec = at::vec::Vectorized<scalar_t>;
@@ -226,28 +226,26 @@ class CsrStepProduct {
     }
   }
 
-  int64_t num_slices() const { return static_cast<int64_t>(slice_start_.size()) - 1; }
-
-  // Multiply-adds of a product with m rows (padding included): what decides whether to split it.
-  int64_t macs(int64_t m) const { return m * static_cast<int64_t>(values_.size()); }
-
-  // out (m x n) = a (m x k) w^T, both dense and row-major, but only the rows of w that slices
-  // [s0, s1) hold (rows_[s0 C .. s1 C)): one thread's share.
-  void slices(const scalar_t* a, scalar_t* out, int64_t m, int64_t s0, int64_t s1) const {
-    alignas(64) scalar_t sums[kLanes];
-    for (int64_t b = 0; b < m; ++b) {
-      const scalar_t* state = a + b * k_;
-      for (int64_t s = s0; s < s1; ++s) {
-        Vec sum(scalar_t(0));
-        for (int64_t p = slice_start_[s]; p < slice_start_[s + 1]; p += kLanes) {
-          const Vec x = at::vec::gather<sizeof(scalar_t)>(state, at::vec::Vectorized<index_t>::loadu(&columns_[p]));
-          sum = at::vec::fmadd(Vec::loadu(&values_[p]), x, sum);
+  // a (m x k) and out (m x n) dense, row-major.
+  void operator()(const scalar_t* a, scalar_t* out, int64_t m) const {
+    const int64_t slices = static_cast<int64_t>(slice_start_.size()) - 1;
+    const int64_t grain = m * static_cast<int64_t>(values_.size()) <= kSerialGemmMacs ? slices : 1;
+    at::parallel_for(0, slices, grain, [&](int64_t s0, int64_t s1) {
+      alignas(64) scalar_t sums[kLanes];
+      for (int64_t b = 0; b < m; ++b) {
+        const scalar_t* state = a + b * k_;
+        for (int64_t s = s0; s < s1; ++s) {
+          Vec sum(scalar_t(0));
+          for (int64_t p = slice_start_[s]; p < slice_start_[s + 1]; p += kLanes) {
+            const Vec x = at::vec::gather<sizeof(scalar_t)>(state, at::vec::Vectorized<index_t>::loadu(&columns_[p]));
+            sum = at::vec::fmadd(Vec::loadu(&values_[p]), x, sum);
+          }
+          sum.store(sums);
+          const int64_t lanes = std::min(kLanes, n_ - s * kLanes);
+          for (int64_t r = 0; r < lanes; ++r) out[b * n_ + rows_[s * kLanes + r]] = sums[r];
         }
-        sum.store(sums);
-        const int64_t lanes = std::min(kLanes, n_ - s * kLanes);
-        for (int64_t r = 0; r < lanes; ++r) out[b * n_ + rows_[s * kLanes + r]] = sums[r];
       }
-    }
+    });
   }
 
  private:

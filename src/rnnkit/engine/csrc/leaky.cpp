@@ -19,7 +19,6 @@
 // one step's v_t (1,B,H) instead: writing all T steps cost a tenth of the time loop, for nothing.
 
 #include "kernel_support.h"
-#include "team_loop.h"
 
 #include <optional>
 #include <vector>
@@ -30,7 +29,6 @@ using rnnkit::CsrStepProduct;
 using rnnkit::fast_tanh;
 using rnnkit::for_unit_ranges;
 using rnnkit::StepProduct;
-using rnnkit::wait_for_team;
 
 template <typename scalar_t>
 struct Buffers {
@@ -135,25 +133,6 @@ Buffers<scalar_t> buffers(const at::Tensor& xp, const at::Tensor& h0, const std:
           vs.defined() && vs.numel() == outputs.numel() ? outputs.size(1) * outputs.size(2) : 0};
 }
 
-// Products of a step's sparse product (multiply-adds) from which its time loop may run on a team.
-constexpr int64_t kTeamMacs = 4096;
-
-// The time loop with a reservoir's sparse W_hh: each step's product mu_{t-1} W_hh^T, split by
-// slices, then (its rows scattered over the units) the pointwise pass, split by units; on a team
-// or alone, as rnnkit::run_time_loop finds faster.
-template <typename scalar_t>
-void sparse_forward(const Buffers<scalar_t>& k, const CsrStepProduct<scalar_t>& product, int64_t steps) {
-  const int64_t width = at::vec::Vectorized<scalar_t>::size(), blocks = (k.hidden + width - 1) / width;
-  const int threads = product.macs(k.batch) >= kTeamMacs && !at::in_parallel_region() ? at::get_num_threads() : 1;
-  rnnkit::run_time_loop(steps, threads, [&](int64_t t, int part, int parts) {
-    const auto [s0, s1] = rnnkit::share(product.num_slices(), part, parts);
-    product.slices(k.before(t), k.vs + t * k.vs_step, k.batch, s0, s1);
-    if (parts > 1) wait_for_team();
-    const auto [b0, b1] = rnnkit::share(blocks, part, parts);
-    if (b0 < b1) forward_step<scalar_t, true>(k, t, b0 * width, std::min(k.hidden, b1 * width));
-  });
-}
-
 void forward_cpu(const at::Tensor& xp, const at::Tensor& h0, const std::optional<at::Tensor>& w_hh,
                  const std::optional<at::Tensor>& b_hh, const at::Tensor& alpha, const at::Tensor& oma,
                  const std::optional<at::Tensor>& alive, at::Tensor& outputs, at::Tensor& states, at::Tensor& vs) {
@@ -166,13 +145,17 @@ void forward_cpu(const at::Tensor& xp, const at::Tensor& h0, const std::optional
       });
       return;
     }
+    // mu_{t-1} W_hh^T: a GEMM, or a sparse product with a reservoir's CSR W_hh
+    std::optional<StepProduct> dense;
+    std::optional<CsrStepProduct<scalar_t>> sparse;
     if (w_hh->layout() == at::kSparseCsr) {
-      sparse_forward(k, CsrStepProduct<scalar_t>(*w_hh), steps);
-      return;
+      sparse.emplace(*w_hh);
+    } else {
+      dense.emplace(w_hh->t(), batch);
     }
-    const StepProduct dense(w_hh->t(), batch);  // mu_{t-1} W_hh^T
     for (int64_t t = 0; t < steps; ++t) {
-      dense(k.before(t), k.vs + t * k.vs_step, /*accumulate=*/false);
+      scalar_t* product = k.vs + t * k.vs_step;
+      sparse ? (*sparse)(k.before(t), product, batch) : (*dense)(k.before(t), product, /*accumulate=*/false);
       for_unit_ranges<scalar_t>(batch, hidden, [&](int64_t j0, int64_t j1) {
         forward_step<scalar_t, true>(k, t, j0, j1);
       });
