@@ -13,6 +13,11 @@ kept after the streams), so every target is genuine and one chunk needs ``B*T + 
 Chunks are time-major, like rnnkit's recurrent layers: ``inputs[t, b]`` is time step ``t`` of
 stream ``b``, and ``targets[t] == inputs[t + 1]`` within a chunk.
 
+Data-parallel training cuts the same ``B`` streams and gives each of ``W`` processes a contiguous
+block of them: with ``shard=(r, W)`` the chunks hold only streams ``⌊rB/W⌋ ... ⌊(r+1)B/W⌋ - 1``
+(:func:`shard_streams`), exactly those columns of the unsharded chunks, so the ``W`` processes
+together read what one process reading all ``B`` streams would.
+
 Example::
 
     >>> ids = torch.arange(11)
@@ -46,9 +51,13 @@ class StreamBatches:
             evaluation) the streams take all but fewer than ``B`` tokens and the last chunk may be
             shorter than ``T``.
         what: how error messages name the text, e.g. ``"the validation text"``.
+        shard: ``(r, W)``: keep only process ``r``'s block of the ``B`` streams out of ``W``
+            blocks (:func:`shard_streams`); ``batch_size`` stays the number of all streams, which
+            fixes how the text is cut, and the :attr:`batch_size` of the result is the block's.
 
     Raises:
-        ValueError: if ``ids`` is not a 1-D integer tensor or a size is not a positive int.
+        ValueError: if ``ids`` is not a 1-D integer tensor, a size is not a positive int, or the
+            shard holds no stream.
         DataError: if the text is too short for one chunk; the message gives both numbers.
     """
 
@@ -60,6 +69,7 @@ class StreamBatches:
         *,
         drop_last: bool = True,
         what: str = "the training text",
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
             raise ValueError(f"ids must be a 1-D tensor, got {_describe(ids)}")
@@ -68,6 +78,9 @@ class StreamBatches:
         for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.streams = shard_streams(batch_size, shard)  # which of the B streams are read here
+        if not self.streams:
+            raise ValueError(f"shard {shard} holds none of the {batch_size} streams")
 
         n = len(ids)
         if drop_last:
@@ -88,14 +101,15 @@ class StreamBatches:
                 )
             stream_len = (n - 1) // batch_size  # L
 
-        self.batch_size = batch_size
+        self.batch_size = len(self.streams)
         self.seq_len = seq_len
         self.stream_len = stream_len
         self.num_chunks = -(-stream_len // seq_len)  # ceil(L / T)
         # Window b is stream b plus the token after it: tokens b*L ... (b+1)*L. Stored time-major
         # and contiguous once, so inputs and targets of every chunk are views one row apart.
         ids = ids.to(torch.long).contiguous()
-        windows = ids.unfold(0, stream_len + 1, stream_len)[:batch_size]  # (B, L+1)
+        first, stop = self.streams.start, self.streams.stop
+        windows = ids.unfold(0, stream_len + 1, stream_len)[first:stop]  # (B, L+1)
         self._data = windows.t().contiguous()  # (L+1, B)
 
     @property
@@ -130,6 +144,17 @@ class StreamBatches:
             f"StreamBatches(batch_size={self.batch_size}, seq_len={self.seq_len}, "
             f"stream_len={self.stream_len}, chunks={self.num_chunks})"
         )
+
+
+def shard_streams(batch_size: int, shard: tuple[int, int]) -> range:
+    """The streams of ``batch_size`` that process ``r`` of ``W`` reads, ``shard = (r, W)``:
+    the contiguous block ``⌊rB/W⌋ ... ⌊(r+1)B/W⌋ - 1``. The blocks of ``r = 0 ... W-1`` cover every
+    stream once; they are equal when ``W`` divides ``B``, and empty for some ``r`` when ``B < W``.
+    """
+    rank, size = shard
+    if not all(type(n) is int for n in shard) or not 0 <= rank < size:
+        raise ValueError(f"shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
+    return range(rank * batch_size // size, (rank + 1) * batch_size // size)
 
 
 def _describe(value: object) -> str:
