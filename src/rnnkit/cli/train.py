@@ -35,7 +35,7 @@ from ..training.config import CLIP_MODES, LR_SCHEDULES, OPTIMIZERS, TrainConfig,
 from ..training.distributed import DEFAULT_TIMEOUT_SECONDS, World, process_group, world_from_environment
 from ..training.run_loop import CONFIG_FILE, StepReport, TrainingRun
 from ..training.task_trainer import TaskTrainer
-from ..training.trainer import Trainer
+from ..training.trainer import Trainer, check_world
 from .arguments import (
     fraction,
     key_value,
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             make_trainer = _resumed_trainer(args, world)
         else:
             config = _config_from_flags(args)
-            _refuse_parallel_task(config, world)
+            check_world(config, world)
             make_trainer = (
                 functools.partial(TaskTrainer.start, config, args.out) if config.task.name
                 else functools.partial(Trainer.start, config, args.out, _read_text(config), world)
@@ -142,14 +142,6 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("rnnkit").setLevel(logging.ERROR)  # rank 0 speaks for the run
     with process_group(world):
         return _train(make_trainer(), world, progress=not args.no_progress)
-
-
-def _refuse_parallel_task(config: TrainConfig, world: World) -> None:
-    if config.task.name and world.parallel:
-        raise RnnkitError(
-            f"data-parallel training covers language models; expected one process for --task "
-            f"{config.task.name}, got {world.size} (WORLD_SIZE)"
-        )
 
 
 def _config_from_flags(args: argparse.Namespace) -> TrainConfig:
@@ -221,7 +213,7 @@ def _resumed_trainer(args: argparse.Namespace, world: World) -> Callable[[], Tra
         config.budget = dataclasses.replace(
             config.budget, **{FLAGS[flag][1]: value or 0 for flag, value in given.items()}
         )
-    _refuse_parallel_task(config, world)
+    check_world(config, world)
     if config.task.name:
         return functools.partial(TaskTrainer.resume, config, args.resume, checkpoint)
     return functools.partial(Trainer.resume, config, args.resume, _read_text(config), checkpoint, world)

@@ -201,6 +201,7 @@ def process_group(world: World) -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
+        dist.barrier()  # leave together: gloo torn down under a peer's feet can abort the peer
     except Terminated:  # outside the training loop, which names the last checkpoint itself
         raise RnnkitError(f"rank {world.rank} of {world.size}: {world.failure(Terminated())}") from None
     finally:

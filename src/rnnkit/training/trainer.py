@@ -55,11 +55,7 @@ class Trainer(TrainingRun):
     ) -> None:
         if config.task.name:
             raise RnnkitError(f"the config names the task {config.task.name!r}: train it with TaskTrainer")
-        if config.data.batch_size % world.size:
-            raise RnnkitError(
-                f"--batch-size is the number of streams of all {world.size} processes together and must "
-                f"divide by {world.size}, got {config.data.batch_size}"
-            )
+        check_world(config, world)
         super().__init__(config, run_dir, functools.partial(build_model, config.model, len(vocabulary)), world)
         self.vocabulary = vocabulary
         train_text, validation_text = split_train_validation(text, config.data.validation_fraction)
@@ -136,3 +132,20 @@ class Trainer(TrainingRun):
         if carried is not None:
             state = join_tensors(checkpoint.tensors, carried, source=checkpoint.path)  # all B streams
             self.state = self.world.own_streams(state)
+
+
+def check_world(config: TrainConfig, world: World) -> None:
+    """Raise RnnkitError (one line) if ``config`` cannot be trained by ``world``'s processes:
+    data-parallel training covers language models, whose global batch splits evenly."""
+    if not world.parallel:
+        return
+    if config.task.name:
+        raise RnnkitError(
+            f"data-parallel training covers language models; expected one process for the task "
+            f"{config.task.name}, got {world.size} (WORLD_SIZE)"
+        )
+    if config.data.batch_size % world.size:
+        raise RnnkitError(
+            f"--batch-size counts the streams of all {world.size} processes and must divide by "
+            f"{world.size}, got {config.data.batch_size}"
+        )
