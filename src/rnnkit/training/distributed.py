@@ -29,7 +29,6 @@ torchrun's agent also stops the surviving processes, with SIGTERM, when one exit
 from __future__ import annotations
 
 import datetime
-import logging
 import os
 import signal
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,8 +44,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.stream import shard_streams
 from ..errors import RnnkitError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS = 300.0  # longer than rank 0 alone ever works (a checkpoint, a plot)
 _ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -102,7 +99,7 @@ class World:
         """Each of ``flags``, true where it is true in any process: one decision for all."""
         return [value > 0 for value in self.sum([float(flag) for flag in flags])]
 
-    def gather(self, tensor: Tensor, dim: int = 0) -> list[Tensor]:
+    def gather(self, tensor: Tensor) -> list[Tensor]:
         """Every process's ``tensor`` (equal shapes), in rank order."""
         if not self.parallel:
             return [tensor]
@@ -136,7 +133,7 @@ class World:
         if isinstance(error, Terminated):
             return "stopped by SIGTERM (torchrun stops every process when one fails)"
         text = str(error)
-        if "Timed out" in text or "timed out" in text:
+        if "timed out" in text.lower():
             return f"the other processes did not answer within --collective-timeout {self.timeout:g} s"
         if "Connection closed" in text or "Connection reset" in text or "Broken pipe" in text:
             return "another process closed its connection (it crashed or was killed)"
@@ -148,7 +145,9 @@ class World:
 SINGLE = World()
 
 
-def world_from_environment(environ: Mapping[str, str] = os.environ, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> World:
+def world_from_environment(
+    environ: Mapping[str, str] = os.environ, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> World:
     """The World that torchrun's ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` describe, or
     :data:`SINGLE` without them; RnnkitError (one line) when they are partial or not numbers."""
     given = [name for name in _ENVIRONMENT if name in environ]
@@ -156,13 +155,17 @@ def world_from_environment(environ: Mapping[str, str] = os.environ, timeout: flo
         return SINGLE
     if len(given) < len(_ENVIRONMENT):
         missing = ", ".join(name for name in _ENVIRONMENT if name not in given)
-        raise RnnkitError(f"expected RANK, WORLD_SIZE and LOCAL_RANK together (as torchrun sets them), got no {missing}")
+        raise RnnkitError(
+            f"expected RANK, WORLD_SIZE and LOCAL_RANK together (as torchrun sets them), got no {missing}"
+        )
     values = {}
     for name in _ENVIRONMENT:
         try:
             values[name] = int(environ[name])
         except ValueError:
-            raise RnnkitError(f"expected an integer in the environment variable {name}, got {environ[name]!r}") from None
+            raise RnnkitError(
+                f"expected an integer in the environment variable {name}, got {environ[name]!r}"
+            ) from None
     rank, size, local_rank = values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"]
     if not (size >= 1 and 0 <= rank < size and 0 <= local_rank <= rank):
         raise RnnkitError(f"expected 0 <= LOCAL_RANK <= RANK < WORLD_SIZE, got {local_rank}, {rank}, {size}")
@@ -191,9 +194,8 @@ def process_group(world: World) -> Iterator[None]:
     try:
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=world.timeout))
     except (RuntimeError, ValueError) as error:
-        raise RnnkitError(
-            f"rank {world.rank} of {world.size} could not join the others: {' '.join(str(error).split())[:200]}"
-        ) from None
+        problem = " ".join(str(error).split())[:200]
+        raise RnnkitError(f"rank {world.rank} of {world.size} could not join the others: {problem}") from None
 
     def terminate(signum: int, frame: Any) -> None:
         raise Terminated()

@@ -11,7 +11,9 @@ from .distributed import SINGLE, World
 
 
 @torch.no_grad()
-def evaluate_loss(model: LanguageModel, ids: Tensor, batch_size: int, seq_len: int, world: World = SINGLE) -> float:
+def evaluate_loss(
+    model: LanguageModel, ids: Tensor, batch_size: int, seq_len: int, world: World = SINGLE
+) -> float:
     """Mean next-character cross-entropy over ``ids`` (1-D), in nats per character.
 
     The text is read as ``batch_size`` parallel streams (fewer when it is short) with the state
@@ -30,7 +32,8 @@ def evaluate_loss(model: LanguageModel, ids: Tensor, batch_size: int, seq_len: i
         batches = StreamBatches(ids, streams, seq_len, drop_last=False, what="the evaluation text", shard=shard)
         for inputs, targets in batches:  # (T, B) each
             logits, state = model(inputs, state)
-            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+            total += loss.item()
             count += targets.numel()
     total, count = world.sum([total, count])
     return total / count

@@ -253,9 +253,8 @@ class TrainingRun(ABC):
             failure = self.world.failure(error)
             if failure is None:
                 raise
-            raise CollectiveFailure(
-                f"rank {self.world.rank} of {self.world.size} stopped at step {self.step}: {failure}; {self._kept()}"
-            ) from None
+            where = f"rank {self.world.rank} of {self.world.size} stopped at step {self.step}"
+            raise CollectiveFailure(f"{where}: {failure}; {self._kept()}") from None
         finally:
             self.metrics.close()
         loss = None if validation is None else validation["val_loss"]

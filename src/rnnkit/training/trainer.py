@@ -110,7 +110,9 @@ class Trainer(TrainingRun):
         if self.validation_ids.numel() < 2:
             return None
         data = self.config.data
-        loss = evaluate_loss(self.model, self.validation_ids, data.validation_streams, data.seq_len, self.world)
+        loss = evaluate_loss(
+            self.model, self.validation_ids, data.validation_streams, data.seq_len, self.world
+        )
         return {"val_loss": loss, "val_bits_per_char": loss / math.log(2)}
 
     def checkpoint_extras(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
