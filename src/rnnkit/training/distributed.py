@@ -186,7 +186,9 @@ def process_group(world: World) -> Iterator[None]:
     Uses gloo, torch's CPU backend, through torchrun's ``MASTER_ADDR``/``MASTER_PORT`` rendezvous;
     ``world.timeout`` bounds every collective, the first rendezvous included. While the block runs,
     SIGTERM raises :class:`Terminated` in the main thread (instead of killing the process without
-    a word), and on leaving the group is destroyed so that the process exits cleanly after a fault.
+    a word). A block that ends normally waits at a barrier for the others; one left by an error
+    does not (the others may be gone); either way the group is destroyed, so that the process
+    exits cleanly, after a fault too.
     """
     if not world.parallel:
         yield
