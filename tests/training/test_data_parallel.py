@@ -254,29 +254,58 @@ def test_a_lost_peer_ends_the_survivor_with_one_line(
 ) -> None:
     """Two plain processes with torchrun's environment: rank 1 is killed (gloo notices the closed
     connection) or stopped (rank 0's collective times out after 3 s)."""
-    run_dir, port = tmp_path / "run", _free_port()
-    processes, logs = [], []
-    for rank in (0, 1):
-        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2", "RANK": str(rank),
-               "LOCAL_RANK": str(rank)}  # fmt: skip
-        logs.append((tmp_path / f"stderr{rank}.txt").open("w+"))
-        command = [sys.executable, "-m", "rnnkit", "train", *_long_run(text_file, run_dir, 3.0)]
-        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=logs[-1]))
+    run_dir = tmp_path / "run"
+    argv = _long_run(text_file, run_dir, 3.0)
+    processes = _plain_launch([argv, argv], tmp_path)
     try:
         _wait_for_checkpoint(run_dir, processes, LAUNCH_SECONDS)
         processes[1].send_signal(fault)
         status = processes[0].wait(timeout=3.0 + 30)  # the timeout, plus slack for a busy machine
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    logs[0].seek(0)
+        _end(processes)
     assert status == 1
-    _assert_one_clear_line(logs[0].read(), reason)
-    for log in logs:
-        log.close()
+    _assert_one_clear_line((tmp_path / "stderr0.txt").read_text(), reason)
     assert load_checkpoint(run_dir).step >= 3  # the last good checkpoint survives and loads
+
+
+@pytest.mark.slow  # launches processes: seconds each
+def test_ranks_that_read_different_checkpoints_refuse_to_continue(text_file: Path, tmp_path: Path) -> None:
+    """As on two machines whose copies of the run directory differ (one copied at step 2)."""
+    ahead, behind = tmp_path / "ahead", tmp_path / "behind"
+    assert main(["train", "--out", str(ahead), "--data", str(text_file), *FLAGS, "--steps", "2"]) == 0
+    shutil.copytree(ahead, behind)
+    assert main(["train", "--resume", str(ahead), "--steps", "4", "--no-progress"]) == 0
+    processes = _plain_launch([["--resume", str(run), "--steps", "6", "--no-progress"] for run in (ahead, behind)], tmp_path)
+    try:
+        statuses = [process.wait(timeout=LAUNCH_SECONDS) for process in processes]
+    finally:
+        _end(processes)
+    assert statuses == [1, 1]
+    for rank in (0, 1):
+        stderr = (tmp_path / f"stderr{rank}.txt").read_text()
+        assert stderr.startswith(f"rnnkit train: error: rank {rank} of 2: the processes read different checkpoints")
+        assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert load_checkpoint(ahead).step == 4 and load_checkpoint(behind).step == 2
+
+
+def _plain_launch(argvs: list[list[str]], tmp_path: Path) -> list[subprocess.Popen]:
+    """``rnnkit train ARGV`` as rank r of len(argvs) processes, each given torchrun's environment
+    without torchrun; rank r's standard error goes to ``tmp_path/stderr{r}.txt``."""
+    port, processes = _free_port(), []
+    for rank, argv in enumerate(argvs):
+        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(len(argvs)),
+               "RANK": str(rank), "LOCAL_RANK": str(rank)}  # fmt: skip
+        with (tmp_path / f"stderr{rank}.txt").open("w") as stderr:
+            command = [sys.executable, "-m", "rnnkit", "train", *argv]
+            processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr))
+    return processes
+
+
+def _end(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @pytest.mark.slow  # launches processes: seconds each

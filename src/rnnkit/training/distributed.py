@@ -29,8 +29,10 @@ torchrun's agent also stops the surviving processes, with SIGTERM, when one exit
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import signal
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -205,9 +207,30 @@ def process_group(world: World) -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
-        dist.barrier()  # leave together: gloo torn down under a peer's feet can abort the peer
-    except Terminated:  # outside the training loop, which names the last checkpoint itself
-        raise RnnkitError(f"rank {world.rank} of {world.size}: {world.failure(Terminated())}") from None
+        dist.barrier()  # leave together, none while another is still in a collective
+    except BaseException as error:
+        _release_frames(error)
+        if isinstance(error, Terminated):  # outside the training loop, which says it itself
+            raise RnnkitError(f"rank {world.rank} of {world.size}: {world.failure(error)}") from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        # DDP's reducer must go before the group, or its destructor now and then aborts the
+        # process at exit ("terminate called without an active exception"); DDP holds
+        # reference cycles, so only a collection frees it.
+        gc.collect()
         dist.destroy_process_group()
+
+
+def _release_frames(error: BaseException) -> None:
+    """Clear the local variables of the frames that ``error`` and the exceptions chained to it
+    passed through (they hold the trainer, and so DDP), keeping the lines a traceback prints."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += [current.__context__, current.__cause__]

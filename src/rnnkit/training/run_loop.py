@@ -159,7 +159,17 @@ class TrainingRun(ABC):
         self.metrics.truncate_after(0)
 
     def continue_from(self, checkpoint: Checkpoint) -> None:
-        """Restore ``checkpoint`` and drop the metrics recorded after it."""
+        """Restore ``checkpoint`` and drop the metrics recorded after it.
+
+        In a data-parallel run every rank has read the checkpoint from its own view of the run
+        directory; all of them refuse to continue unless they read the one rank 0 read.
+        """
+        (differs,) = self.world.any([self.world.broadcast(str(checkpoint.path)) != str(checkpoint.path)])
+        if differs:
+            raise CheckpointError(
+                f"rank {self.world.rank} of {self.world.size}: the processes read different checkpoints "
+                f"(this one {checkpoint.path}); on several machines the run directory must be shared"
+            )
         try:
             self.model.load_state_dict(checkpoint.model_state)
             self.optimizer.load_state_dict(
