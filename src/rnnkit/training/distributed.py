@@ -188,9 +188,10 @@ def process_group(world: World) -> Iterator[None]:
     Uses gloo, torch's CPU backend, through torchrun's ``MASTER_ADDR``/``MASTER_PORT`` rendezvous;
     ``world.timeout`` bounds every collective, the first rendezvous included. While the block runs,
     SIGTERM raises :class:`Terminated` in the main thread (instead of killing the process without
-    a word). A block that ends normally waits at a barrier for the others; one left by an error
-    does not (the others may be gone); either way the group is destroyed, so that the process
-    exits cleanly, after a fault too.
+    a word), and afterwards SIGTERM is ignored: the process, a torchrun worker, is about to exit.
+    A block that ends normally waits at a barrier for the others; one left by an error does not
+    (the others may be gone); either way the group is destroyed, so that the process exits
+    cleanly, after a fault too.
     """
     if not world.parallel:
         yield
@@ -204,17 +205,20 @@ def process_group(world: World) -> Iterator[None]:
     def terminate(signum: int, frame: Any) -> None:
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGTERM, terminate)
     try:
         yield
         dist.barrier()  # leave together, none while another is still in a collective
     except BaseException as error:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # see below
         _release_frames(error)
         if isinstance(error, Terminated):  # outside the training loop, which says it itself
             raise RnnkitError(f"rank {world.rank} of {world.size}: {world.failure(error)}") from None
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # From here the process is on its way out, perhaps with a line to print about a fault
+        # that torchrun is now answering with SIGTERM: that signal must not cut the line short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         # DDP's reducer must go before the group, or its destructor now and then aborts the
         # process at exit ("terminate called without an active exception"); DDP holds
         # reference cycles, so only a collection frees it.
