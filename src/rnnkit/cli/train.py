@@ -1,13 +1,23 @@
 """``rnnkit train``: train a character-level language model, or a model of a synthetic task with
-``--task NAME``; continue either with ``--resume``."""
+``--task NAME``; continue either with ``--resume``.
+
+Under ``torchrun`` (``torchrun --nproc-per-node N -m rnnkit train ...``) the N processes train a
+language model data-parallel (:mod:`rnnkit.training.distributed`): ``--batch-size`` counts the
+streams of all of them, rank 0 alone writes the run directory, logs and shows progress, and a
+failed or hung process ends the others with one line each. The flags are checked, and the text
+and any checkpoint read, before the processes join, so a mistake stops every rank at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
+import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +33,11 @@ from ..models.classifier import POOLINGS
 from ..models.conditioned import CONDITIONINGS
 from ..training.checkpoint import load_checkpoint
 from ..training.config import CLIP_MODES, LR_SCHEDULES, OPTIMIZERS, TrainConfig, config_from_dict
+from ..training.distributed import DEFAULT_TIMEOUT_SECONDS, World, process_group, world_from_environment
 from ..training.language_data import is_prepared, load_language_data
 from ..training.run_loop import CONFIG_FILE, StepReport, TrainingRun
 from ..training.task_trainer import TaskTrainer
-from ..training.trainer import Trainer
+from ..training.trainer import Trainer, check_world
 from .arguments import (
     fraction,
     key_value,
@@ -109,22 +120,32 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="a task option, e.g. length=50 for --task adding (repeatable)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--collective-timeout", metavar="SECONDS", type=positive_float, default=DEFAULT_TIMEOUT_SECONDS,
+        help="under torchrun: how long a process waits for the others before it gives up "
+        f"(default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    world = world_from_environment(timeout=args.collective_timeout)
     try:
         if args.resume is not None:
-            trainer = _resumed_trainer(args)
+            make_trainer = _resumed_trainer(args, world)
         else:
             config = _config_from_flags(args)
-            trainer = (
-                TaskTrainer.start(config, args.out) if config.task.name
-                else Trainer.start(config, args.out, load_language_data(config.data))
+            check_world(config, world)
+            make_trainer = (
+                functools.partial(TaskTrainer.start, config, args.out) if config.task.name
+                else functools.partial(Trainer.start, config, args.out, load_language_data(config.data), world)
             )
     except _UsageError as error:
         print(f"rnnkit train: error: {error}", file=sys.stderr)
         return USAGE
-    return _train(trainer, progress=not args.no_progress)
+    if not world.is_main:
+        logging.getLogger("rnnkit").setLevel(logging.ERROR)  # rank 0 speaks for the run
+    with process_group(world):
+        return _train(make_trainer(), world, progress=not args.no_progress)
 
 
 def _config_from_flags(args: argparse.Namespace) -> TrainConfig:
@@ -181,7 +202,9 @@ def _task_options(name: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return options
 
 
-def _resumed_trainer(args: argparse.Namespace) -> TrainingRun:
+def _resumed_trainer(args: argparse.Namespace, world: World) -> Callable[[], TrainingRun]:
+    """What continues the run in ``args.resume``, once the processes have joined. Every rank
+    reads the checkpoint here, before joining: rank 0 cannot write a newer one before all have."""
     fixed = [flag for flag in [*FLAGS, "--data", "--corpus", "--cell-option", "--task", "--task-option"]
              if flag not in BUDGET_FLAGS and getattr(args, _dest(flag)) is not None]
     if fixed:
@@ -196,9 +219,10 @@ def _resumed_trainer(args: argparse.Namespace) -> TrainingRun:
         config.budget = dataclasses.replace(
             config.budget, **{FLAGS[flag][1]: value or 0 for flag, value in given.items()}
         )
+    check_world(config, world)
     if config.task.name:
-        return TaskTrainer.resume(config, args.resume, checkpoint)
-    return Trainer.resume(config, args.resume, load_language_data(config.data), checkpoint)
+        return functools.partial(TaskTrainer.resume, config, args.resume, checkpoint)
+    return functools.partial(Trainer.resume, config, args.resume, load_language_data(config.data), checkpoint, world)
 
 
 def _prepared_fraction(directory: str, given: float | None) -> float:
@@ -234,17 +258,20 @@ def refuse_task_run(run_dir: Path, command: str) -> None:
         raise RnnkitError(f"{run_dir} trained a model of the task {name!r}; rnnkit {command} serves language models only")
 
 
-def _train(trainer: TrainingRun, progress: bool) -> int:
+def _train(trainer: TrainingRun, world: World, progress: bool) -> int:
     stop_requested = False
 
     def request_stop(signum: int, frame: Any) -> None:
         nonlocal stop_requested
         stop_requested = True
-        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
+        # A second Ctrl-C stops one process at once; under torchrun every process gets the
+        # terminal's SIGINT and then the launcher's, and they stop together at the next step.
+        if not world.parallel:
+            signal.signal(signal.SIGINT, previous)
 
     previous = signal.signal(signal.SIGINT, request_stop)
     bar = tqdm(
-        total=trainer.total_steps, initial=trainer.step, unit="step", disable=not progress,
+        total=trainer.total_steps, initial=trainer.step, unit="step", disable=not (progress and world.is_main),
         dynamic_ncols=True, file=sys.stderr,
     )
 
@@ -268,6 +295,8 @@ def _train(trainer: TrainingRun, progress: bool) -> int:
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous)
+    if not world.is_main:
+        return 130 if result.interrupted else 0
     if result.interrupted:
         print(
             f"interrupted at step {result.step}; checkpoint {result.checkpoint}\n"

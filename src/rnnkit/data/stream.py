@@ -20,6 +20,11 @@ copied whole: chunk ``k`` gathers its ``T+1`` rows on demand, token ``b*L + k*T 
 ``t`` of column ``b``, so memory holds one chunk whatever the corpus's size. Both give the same
 chunks.
 
+Data-parallel training cuts the same ``B`` streams and gives each of ``W`` processes a contiguous
+block of them: with ``shard=(r, W)`` the chunks hold only streams ``⌊rB/W⌋ ... ⌊(r+1)B/W⌋ - 1``
+(:func:`shard_streams`), exactly those columns of the unsharded chunks, so the ``W`` processes
+together read what one process reading all ``B`` streams would.
+
 Example::
 
     >>> ids = torch.arange(11)
@@ -55,9 +60,13 @@ class StreamBatches:
             evaluation) the streams take all but fewer than ``B`` tokens and the last chunk may be
             shorter than ``T``.
         what: how error messages name the text, e.g. ``"the validation text"``.
+        shard: ``(r, W)``: keep only process ``r``'s block of the ``B`` streams out of ``W``
+            blocks (:func:`shard_streams`); ``batch_size`` stays the number of all streams, which
+            fixes how the text is cut, and the :attr:`batch_size` of the result is the block's.
 
     Raises:
-        ValueError: if ``ids`` is not a 1-D integer tensor or a size is not a positive int.
+        ValueError: if ``ids`` is not a 1-D integer tensor, a size is not a positive int, or the
+            shard holds no stream.
         DataError: if the text is too short for one chunk; the message gives both numbers.
     """
 
@@ -69,6 +78,7 @@ class StreamBatches:
         *,
         drop_last: bool = True,
         what: str = "the training text",
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if not isinstance(ids, (torch.Tensor, np.ndarray)) or ids.ndim != 1:
             raise ValueError(f"ids must be a 1-D tensor or numpy array, got {_describe(ids)}")
@@ -77,6 +87,9 @@ class StreamBatches:
         for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.streams = shard_streams(batch_size, shard)  # which of the B streams are read here
+        if not self.streams:
+            raise ValueError(f"shard {shard} holds none of the {batch_size} streams")
 
         n = len(ids)
         if drop_last:
@@ -97,14 +110,14 @@ class StreamBatches:
                 )
             stream_len = (n - 1) // batch_size  # L
 
-        self.batch_size = batch_size
+        self.batch_size = len(self.streams)
         self.seq_len = seq_len
         self.stream_len = stream_len
         self.num_chunks = -(-stream_len // seq_len)  # ceil(L / T)
         # Window b is stream b plus the token after it: tokens b*L ... (b+1)*L.
         self._windows = (
-            _TensorWindows(ids, batch_size, stream_len) if isinstance(ids, torch.Tensor)
-            else _ArrayWindows(ids, batch_size, stream_len)
+            _TensorWindows(ids, self.streams, stream_len) if isinstance(ids, torch.Tensor)
+            else _ArrayWindows(ids, self.streams, stream_len)
         )
 
     @property
@@ -142,11 +155,11 @@ class StreamBatches:
 
 
 class _TensorWindows:
-    """The B windows of a tensor's ids, laid out time-major and contiguous once: ``(L+1, B)``."""
+    """The windows of ``streams`` in a tensor's ids, laid out time-major and contiguous once: ``(L+1, B)``."""
 
-    def __init__(self, ids: torch.Tensor, batch_size: int, stream_len: int) -> None:
+    def __init__(self, ids: torch.Tensor, streams: range, stream_len: int) -> None:
         ids = ids.to(torch.long).contiguous()
-        windows = ids.unfold(0, stream_len + 1, stream_len)[:batch_size]  # (B, L+1)
+        windows = ids.unfold(0, stream_len + 1, stream_len)[streams.start : streams.stop]  # (B, L+1)
         self._data = windows.t().contiguous()  # (L+1, B)
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
@@ -155,11 +168,11 @@ class _TensorWindows:
 
 
 class _ArrayWindows:
-    """The B windows of a numpy array's ids, never copied whole: rows are gathered on demand."""
+    """The windows of ``streams`` in a numpy array's ids, never copied whole: rows are gathered on demand."""
 
-    def __init__(self, ids: np.ndarray, batch_size: int, stream_len: int) -> None:
+    def __init__(self, ids: np.ndarray, streams: range, stream_len: int) -> None:
         self._ids = ids
-        self._starts = np.arange(batch_size, dtype=np.int64) * stream_len  # (B,) window b at b*L
+        self._starts = np.arange(streams.start, streams.stop, dtype=np.int64) * stream_len  # (B,) window b at b*L
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         """Time steps ``start ... stop - 1`` of every window, ``(stop - start, B)``: a new tensor.
@@ -174,6 +187,17 @@ def _is_integer(dtype: torch.dtype | np.dtype) -> bool:
     if isinstance(dtype, torch.dtype):
         return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
     return np.issubdtype(dtype, np.integer)
+
+
+def shard_streams(batch_size: int, shard: tuple[int, int]) -> range:
+    """The streams of ``batch_size`` that process ``r`` of ``W`` reads, ``shard = (r, W)``:
+    the contiguous block ``⌊rB/W⌋ ... ⌊(r+1)B/W⌋ - 1``. The blocks of ``r = 0 ... W-1`` cover every
+    stream once; they are equal when ``W`` divides ``B``, and empty for some ``r`` when ``B < W``.
+    """
+    rank, size = shard
+    if not all(type(n) is int for n in shard) or not 0 <= rank < size:
+        raise ValueError(f"shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
+    return range(rank * batch_size // size, (rank + 1) * batch_size // size)
 
 
 def _describe(value: object) -> str:

@@ -11,7 +11,13 @@ A :class:`TrainingRun` owns a model, its optimiser and a run directory, and know
   ``checkpoint_every`` updates and once at the end (:meth:`~TrainingRun.run`);
 - save and restore everything an exact continuation needs: weights, optimiser state, torch's RNG,
   the step and the wall time so far, plus whatever the subclass adds (a carried hidden state, a
-  data generator's state).
+  data generator's state);
+- train as one of several data-parallel processes (:mod:`~rnnkit.training.distributed`): the
+  model is trained through DistributedDataParallel, which averages the gradients; the reported
+  loss is the mean over the processes; every decision to stop is taken by all of them together;
+  each rank's RNG is saved beside rank 0's; and rank 0 alone writes metrics and checkpoints and
+  calls the display callbacks. A failed collective (a process died or hung) ends every survivor
+  with one line naming the last good checkpoint.
 
 Subclasses say what a batch and its loss are (:meth:`~TrainingRun.training_loss`), what
 validation measures (:meth:`~TrainingRun.evaluate`), how fast an update went
@@ -40,6 +46,7 @@ from ..errors import CheckpointError, RnnkitError
 from . import optim
 from .checkpoint import Checkpoint, atomic_write_text, latest_checkpoint_path, save_checkpoint
 from .config import TrainConfig, config_to_dict
+from .distributed import SINGLE, CollectiveFailure, Terminated, World, rank_seed
 from .metrics import MetricsLog
 from .tensor_tree import optimizer_state_from_tensors, optimizer_state_to_tensors
 
@@ -84,17 +91,26 @@ class TrainingRun(ABC):
     (one JSON object per update, with its ``grad_norm``, and per validation, with the spectral
     radius of every recurrent layer's matrix), ``loss.png`` and ``checkpoints/``.
     Subclasses build the model in ``model_factory``, called right after ``torch.manual_seed``,
-    so that the initial weights follow the configured seed.
+    so that the initial weights follow the configured seed (the same in every process of a
+    data-parallel ``world``; afterwards each rank other than 0 reseeds for its own dropout masks).
     """
 
     steps_per_epoch: int | None = None  # runs over a finite data set: updates per pass
 
-    def __init__(self, config: TrainConfig, run_dir: Path, model_factory: Callable[[], nn.Module]) -> None:
+    def __init__(
+        self, config: TrainConfig, run_dir: Path, model_factory: Callable[[], nn.Module], world: World = SINGLE
+    ) -> None:
         config.validate()
         self.config = config
         self.run_dir = run_dir
+        self.world = world
         torch.manual_seed(config.seed)
         self.model = model_factory()
+        if world.rank:
+            torch.manual_seed(rank_seed(config.seed, world.rank))
+        # Training forward passes go through this (DDP: gradients averaged in backward); saving,
+        # validation and everything else use self.model, whose state_dict keys have no prefix.
+        self.parallel_model = world.wrap(self.model)
         self.optimizer = optim.build_optimizer(self.model, config.optim)
         self.weights = optim.regularised_parameters(self.model)
         self.step = 0
@@ -135,26 +151,51 @@ class TrainingRun(ABC):
             raise RnnkitError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
 
     def create_run_dir(self) -> None:
-        """Write the resolved ``config.json`` of a new run and start its metrics afresh."""
+        """Write the resolved ``config.json`` of a new run and start its metrics afresh (rank 0)."""
+        if not self.world.is_main:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(config_to_dict(self.config), indent=2) + "\n")
         self.metrics.truncate_after(0)
 
     def continue_from(self, checkpoint: Checkpoint) -> None:
-        """Restore ``checkpoint`` and drop the metrics recorded after it."""
+        """Restore ``checkpoint`` and drop the metrics recorded after it.
+
+        In a data-parallel run every rank has read the checkpoint from its own view of the run
+        directory; all of them refuse to continue unless they read the one rank 0 read.
+        """
+        (differs,) = self.world.any([self.world.broadcast(str(checkpoint.path)) != str(checkpoint.path)])
+        if differs:
+            raise CheckpointError(
+                f"rank {self.world.rank} of {self.world.size}: the processes read different checkpoints "
+                f"(this one {checkpoint.path}); on several machines the run directory must be shared"
+            )
         try:
             self.model.load_state_dict(checkpoint.model_state)
             self.optimizer.load_state_dict(
                 optimizer_state_from_tensors(checkpoint.tensors, checkpoint.metadata["optimizer"], source=checkpoint.path)
             )
-            torch.set_rng_state(checkpoint.tensors["rng"])
+            self._restore_rng(checkpoint)
             self.step = checkpoint.step
             self.seconds_before = checkpoint.metadata["seconds"]
             self.restore_extras(checkpoint)
         except (KeyError, ValueError, RuntimeError) as error:
             raise CheckpointError(f"checkpoint {checkpoint.path} cannot be resumed: {error}") from None
         self.last_checkpoint = checkpoint.path
-        self.metrics.truncate_after(checkpoint.step)
+        if self.world.is_main:
+            self.metrics.truncate_after(checkpoint.step)
+
+    def _restore_rng(self, checkpoint: Checkpoint) -> None:
+        """This rank's saved RNG state; a rank the checkpoint has none for (the run had fewer
+        processes) starts a fresh stream of its own, so dropout then differs from a run that
+        kept its number of processes."""
+        saved = checkpoint.tensors.get(_rng_key(self.world.rank))
+        if saved is not None:
+            torch.set_rng_state(saved)
+        elif self.world.rank:
+            torch.manual_seed(rank_seed(self.config.seed, self.world.rank, checkpoint.step))
+        else:
+            raise KeyError("rng")
 
     # ----------------------------------------------------------------------------------------
     # Training
@@ -181,7 +222,9 @@ class TrainingRun(ABC):
     ) -> TrainResult:
         """Train until the budget is spent or ``should_stop()`` is true, then checkpoint.
 
-        ``on_step`` sees every update, ``on_validation(step, values)`` every validation.
+        ``on_step`` sees every update, ``on_validation(step, values)`` every validation (on
+        rank 0 only: they are for display). Raises :class:`CollectiveFailure` when the other
+        processes of a data-parallel run fail.
         """
         total = self.total_steps
         self._session_start = time.monotonic()
@@ -189,21 +232,25 @@ class TrainingRun(ABC):
         validation = None
         interrupted = False
         try:
-            while (total is None or self.step < total) and time.monotonic() < deadline:
-                if should_stop is not None and should_stop():
-                    interrupted = True
+            while total is None or self.step < total:
+                # One decision for every process, or some would wait for the others' next step.
+                out_of_time, interrupted = self.world.any(
+                    [time.monotonic() >= deadline, should_stop is not None and should_stop()]
+                )
+                if out_of_time or interrupted:
                     break
                 started = time.perf_counter()
                 loss, lr, grad_norm = self.update(total)
                 report = StepReport(
                     self.step, total, loss, lr, grad_norm, self.progress(time.perf_counter() - started)
                 )
-                self.metrics.write(
-                    step=report.step, loss=report.loss, lr=report.learning_rate,
-                    grad_norm=report.grad_norm, **report.progress, seconds=self.seconds,
-                )
-                if on_step is not None:
-                    on_step(report)
+                if self.world.is_main:
+                    self.metrics.write(
+                        step=report.step, loss=report.loss, lr=report.learning_rate,
+                        grad_norm=report.grad_norm, **report.progress, seconds=self.seconds,
+                    )
+                    if on_step is not None:
+                        on_step(report)
                 if self.step % self.config.eval_every == 0:
                     validation = self._validate(on_validation)
                 if self.step % self.config.checkpoint_every == 0:
@@ -212,6 +259,12 @@ class TrainingRun(ABC):
                 validation = self._validate(on_validation)
             if self.last_checkpoint is None or self.step % self.config.checkpoint_every != 0:
                 self._checkpoint()
+        except (RuntimeError, Terminated) as error:
+            failure = self.world.failure(error)
+            if failure is None:
+                raise
+            where = f"rank {self.world.rank} of {self.world.size} stopped at step {self.step}"
+            raise CollectiveFailure(f"{where}: {failure}; {self._kept()}") from None
         finally:
             self.metrics.close()
         loss = None if validation is None else validation["val_loss"]
@@ -224,7 +277,9 @@ class TrainingRun(ABC):
         """
         self.model.train()
         loss = self.training_loss()
-        self._check_finite("loss", loss)
+        # The global batch's loss: the mean of the ranks' means over equal numbers of characters.
+        reported = self.world.mean(loss)
+        self._check_finite("loss", reported)
         penalty = optim.weight_penalty(self.weights, self.config.optim.l1, self.config.optim.l2)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
@@ -238,24 +293,24 @@ class TrainingRun(ABC):
         optim.decay_weights(self.weights, lr, self.config.optim.weight_decay)
         self.optimizer.step()
         self.step += 1
-        return loss.item(), lr, grad_norm
+        return reported.item(), lr, grad_norm
 
     def _check_finite(self, what: str, value: Tensor) -> None:
         if not bool(torch.isfinite(value)):
             raise self._diverged(f"the training {what} became {value.item()} at step {self.step + 1}")
 
     def _diverged(self, problem: str) -> TrainingDiverged:
-        kept = (
-            f"the last good checkpoint, {self.last_checkpoint}, is kept"
-            if self.last_checkpoint is not None
-            else "no checkpoint had been written yet"
-        )
-        return TrainingDiverged(f"{problem}; {kept}; try a lower --lr or a --clip")
+        return TrainingDiverged(f"{problem}; {self._kept()}; try a lower --lr or a --clip")
+
+    def _kept(self) -> str:
+        if self.last_checkpoint is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint, {self.last_checkpoint}, is kept"
 
     def _validate(self, on_validation: OnValidation | None) -> dict[str, float] | None:
         values = self.evaluate()
-        if values is None:
-            return None
+        if values is None or not self.world.is_main:
+            return values
         # The recurrent matrices' spectral radii beside the validation values: one H×H eigvals
         # per cell, so that `rnnkit plot` can draw how training moves them.
         self.metrics.write(step=self.step, **values, **spectral_radii(self.model), seconds=self.seconds)
@@ -265,18 +320,32 @@ class TrainingRun(ABC):
         return values
 
     def _checkpoint(self) -> None:
-        """Save everything needed to continue; refuses weights that are no longer finite."""
+        """Save everything needed to continue; refuses weights that are no longer finite.
+
+        Every rank takes part (the subclass's extras and the RNG states are gathered); rank 0
+        writes, and every rank learns the directory it wrote.
+        """
         for name, parameter in self.model.named_parameters():
             if not bool(parameter.detach().isfinite().all()):
                 raise self._diverged(f"the weight {name} is no longer finite after step {self.step}")
-        optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(self.optimizer.state_dict())
         extra_tensors, extra_meta = self.checkpoint_extras()
-        metadata = {
-            "config": config_to_dict(self.config),
-            "optimizer": optimizer_meta,
-            **extra_meta,
-            "seconds": self.seconds,
-        }
-        tensors = {**optimizer_tensors, **extra_tensors, "rng": torch.get_rng_state()}
-        self.last_checkpoint = save_checkpoint(self.run_dir, self.step, self.model.state_dict(), tensors, metadata)
-        log.info("checkpoint at step %d: %s", self.step, self.last_checkpoint)
+        rngs = {_rng_key(rank): state for rank, state in enumerate(self.world.gather(torch.get_rng_state()))}
+        written = None
+        if self.world.is_main:
+            optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(self.optimizer.state_dict())
+            metadata = {
+                "config": config_to_dict(self.config),
+                "optimizer": optimizer_meta,
+                **extra_meta,
+                "seconds": self.seconds,
+            }
+            tensors = {**optimizer_tensors, **extra_tensors, **rngs}
+            written = save_checkpoint(self.run_dir, self.step, self.model.state_dict(), tensors, metadata)
+            log.info("checkpoint at step %d: %s", self.step, written)
+        self.last_checkpoint = Path(self.world.broadcast(written))
+
+
+def _rng_key(rank: int) -> str:
+    """Where a checkpoint keeps rank ``rank``'s RNG state: ``rng`` for rank 0 (and a process
+    alone), so that one-process and data-parallel checkpoints read the same."""
+    return f"rng.rank{rank}" if rank else "rng"
