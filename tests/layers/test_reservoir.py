@@ -201,7 +201,7 @@ def test_ridge_equals_lstsq_of_the_regularised_problem() -> None:
     torch.testing.assert_close(readout.predict(x), x @ solution[:-1] + solution[-1], rtol=0, atol=1e-8)
 
 
-@pytest.mark.parametrize("features", [1, 256, 1002], ids=["one-block", "two-blocks", "seven-blocks"])
+@pytest.mark.parametrize("features", [1, 256, 1002], ids=["one-block", "two-blocks", "ten-blocks"])
 def test_gram_matrix_from_its_upper_blocks_equals_the_full_product_there(features: int) -> None:
     x = torch.randn(300, features, generator=torch.Generator().manual_seed(16), dtype=torch.float64)
     torch.testing.assert_close(upper_gram_matrix(x).triu(), (x.T @ x).triu(), rtol=1e-12, atol=1e-10)

@@ -155,7 +155,8 @@ def _normal_equations(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return gram, torch.cat([x.T @ y, y.sum(0, keepdim=True)])
 
 
-GRAM_BLOCK_COLUMNS = 128  # narrower column blocks multiply too inefficiently to pay for the skipped work
+GRAM_BLOCK_COLUMNS = 100  # narrower column blocks multiply too inefficiently to pay for the skipped work
+GRAM_MAX_BLOCKS = 10
 
 
 def upper_gram_matrix(x: Tensor, out: Tensor | None = None) -> Tensor:
@@ -163,13 +164,15 @@ def upper_gram_matrix(x: Tensor, out: Tensor | None = None) -> Tensor:
 
     BLAS's symmetric rank-k update (syrk) does half the multiplications of ``x.T @ x``, but torch
     has none; with the columns cut into k blocks, the products of each block with itself and the
-    blocks after it do (k + 1) / 2k of them. Up to 8 blocks of at least ``GRAM_BLOCK_COLUMNS``
-    columns (at F = 1002: 30% faster than one product, measured). Below the diagonal ``out`` (a new
-    tensor if None) holds whatever it held, or, where one product covers every column, ``x^T x``.
+    blocks after it do (k + 1) / 2k of them. Up to ``GRAM_MAX_BLOCKS`` blocks of at least
+    ``GRAM_BLOCK_COLUMNS`` columns (at F = 1001 and 2000 rows, medians of 15: 10 blocks 29-31 ms,
+    7 blocks 32-35 ms, one product 46-51 ms; 12 or more slower again). Below the diagonal ``out``
+    (a new tensor if None) holds whatever it held, or, where one product covers every column,
+    ``x^T x``.
     """
     features = x.size(1)
     gram = x.new_empty(features, features) if out is None else out
-    blocks = max(1, min(8, features // GRAM_BLOCK_COLUMNS))
+    blocks = max(1, min(GRAM_MAX_BLOCKS, features // GRAM_BLOCK_COLUMNS))
     edges = [round(i * features / blocks) for i in range(blocks + 1)]
     for start, stop in zip(edges, edges[1:]):
         # the block's rows from the diagonal on, (stop - start, F - start)
