@@ -6,6 +6,8 @@ language model data-parallel (:mod:`rnnkit.training.distributed`): ``--batch-siz
 streams of all of them, rank 0 alone writes the run directory, logs and shows progress, and a
 failed or hung process ends the others with one line each. The flags are checked, and the text
 and any checkpoint read, before the processes join, so a mistake stops every rank at once.
+With ``--device cuda`` each process trains on its own GPU, ``cuda:LOCAL_RANK``, and the
+processes join with NCCL instead of gloo.
 """
 
 from __future__ import annotations
