@@ -6,6 +6,8 @@ language model data-parallel (:mod:`rnnkit.training.distributed`): ``--batch-siz
 streams of all of them, rank 0 alone writes the run directory, logs and shows progress, and a
 failed or hung process ends the others with one line each. The flags are checked, and the text
 and any checkpoint read, before the processes join, so a mistake stops every rank at once.
+With ``--device cuda`` each process trains on its own GPU, ``cuda:LOCAL_RANK``, and the
+processes join with NCCL instead of gloo.
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ from ..models.classifier import POOLINGS
 from ..models.conditioned import CONDITIONINGS
 from ..training.checkpoint import load_checkpoint
 from ..training.config import CLIP_MODES, LR_SCHEDULES, OPTIMIZERS, TrainConfig, config_from_dict
-from ..training.distributed import DEFAULT_TIMEOUT_SECONDS, World, process_group, world_from_environment
+from ..training.distributed import (
+    DEFAULT_TIMEOUT_SECONDS,
+    DEVICES,
+    World,
+    process_group,
+    resolve_device,
+    world_from_environment,
+)
 from ..training.language_data import is_prepared, load_language_data
 from ..training.run_loop import CONFIG_FILE, StepReport, TrainingRun
 from ..training.task_trainer import TaskTrainer
@@ -84,12 +93,17 @@ FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "--eval-every": ("", "eval_every", {"type": positive_int, "help": "updates between validations"}),
     "--checkpoint-every": ("", "checkpoint_every", {"type": positive_int, "help": "updates between checkpoints"}),
     "--seed": ("", "seed", {"type": non_negative_int}),
+    "--device": ("", "device", {"choices": DEVICES, "help": (
+        "where to train: cpu (default), cuda (under torchrun one GPU per process, cuda:LOCAL_RANK, "
+        "with NCCL) or auto (cuda where there is a GPU); may change on --resume")}),
     "--validation-size": ("task", "validation_size", {"type": positive_int, "help": "task: examples in the fixed validation set"}),
     "--attention": ("task", "attention", {"action": "store_true", "help": "seq2seq task: the decoder attends to the source"}),
     "--pooling": ("task", "pooling", {"choices": POOLINGS, "help": "regression or classification task: sequence summary"}),
     "--conditioning": ("task", "conditioning", {"choices": CONDITIONINGS, "help": "captioning task: the image enters the decoder as input, initial state or both"}),
 }
 BUDGET_FLAGS = ("--steps", "--epochs", "--minutes")
+# What --resume may change besides the budget: where the run goes on, not what it computes.
+RESUME_FLAGS = (*BUDGET_FLAGS, "--device")
 # Flags of text streams, which a task run has no use for; its --batch-size counts examples.
 LANGUAGE_MODEL_FLAGS = ("--seq-len", "--validation-streams", "--validation-fraction", "--input-noise", "--epochs")
 
@@ -131,10 +145,10 @@ def run(args: argparse.Namespace) -> int:
     world = world_from_environment(timeout=args.collective_timeout)
     try:
         if args.resume is not None:
-            make_trainer = _resumed_trainer(args, world)
+            world, make_trainer = _resumed_trainer(args, world)
         else:
             config = _config_from_flags(args)
-            check_world(config, world)
+            world = _placed(config, world)
             make_trainer = (
                 functools.partial(TaskTrainer.start, config, args.out) if config.task.name
                 else functools.partial(Trainer.start, config, args.out, load_language_data(config.data), world)
@@ -202,14 +216,23 @@ def _task_options(name: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return options
 
 
-def _resumed_trainer(args: argparse.Namespace, world: World) -> Callable[[], TrainingRun]:
-    """What continues the run in ``args.resume``, once the processes have joined. Every rank
+def _placed(config: TrainConfig, world: World) -> World:
+    """``world`` on ``config``'s device; RnnkitError (one line) if its processes cannot train
+    ``config`` there. Settled before the processes join: the backend depends on the device, and
+    a missing GPU then stops every rank at once, before anything is written."""
+    check_world(config, world)
+    return world.on(resolve_device(config.device, world.local_rank))
+
+
+def _resumed_trainer(args: argparse.Namespace, world: World) -> tuple[World, Callable[[], TrainingRun]]:
+    """``world`` on the run's device (the saved one, or ``--device``), and what continues the
+    run in ``args.resume`` once the processes have joined. Every rank
     reads the checkpoint here, before joining: rank 0 cannot write a newer one before all have."""
     fixed = [flag for flag in [*FLAGS, "--data", "--corpus", "--cell-option", "--task", "--task-option"]
-             if flag not in BUDGET_FLAGS and getattr(args, _dest(flag)) is not None]
+             if flag not in RESUME_FLAGS and getattr(args, _dest(flag)) is not None]
     if fixed:
         raise RnnkitError(
-            f"--resume continues a run with its saved configuration; only {', '.join(BUDGET_FLAGS)} "
+            f"--resume continues a run with its saved configuration; only {', '.join(RESUME_FLAGS)} "
             f"may change, got {fixed[0]}"
         )
     checkpoint = load_checkpoint(args.resume)
@@ -219,10 +242,14 @@ def _resumed_trainer(args: argparse.Namespace, world: World) -> Callable[[], Tra
         config.budget = dataclasses.replace(
             config.budget, **{FLAGS[flag][1]: value or 0 for flag, value in given.items()}
         )
-    check_world(config, world)
+    if args.device is not None:
+        config.device = args.device
+    world = _placed(config, world)
     if config.task.name:
-        return functools.partial(TaskTrainer.resume, config, args.resume, checkpoint)
-    return functools.partial(Trainer.resume, config, args.resume, load_language_data(config.data), checkpoint, world)
+        return world, functools.partial(TaskTrainer.resume, config, args.resume, checkpoint)
+    return world, functools.partial(
+        Trainer.resume, config, args.resume, load_language_data(config.data), checkpoint, world
+    )
 
 
 def _prepared_fraction(directory: str, given: float | None) -> float:

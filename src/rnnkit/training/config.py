@@ -12,6 +12,7 @@ from ..errors import RnnkitError
 from ..models.classifier import POOLINGS
 from ..models.conditioned import CONDITIONINGS
 from ..models.language_model import LanguageModel, LanguageModelConfig
+from .distributed import DEVICES
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -124,12 +125,14 @@ class TrainConfig:
     eval_every: int = 250  # steps between validations
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     seed: int = 0
+    device: str = "cpu"  # cpu, cuda (one GPU per process) or auto (cuda where there is a GPU)
 
     def validate(self) -> None:
         """Raise RnnkitError naming the first value that cannot work."""
         checks = [
             (self.optim.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.optim.lr_schedule in LR_SCHEDULES, f"lr schedule must be one of {', '.join(LR_SCHEDULES)}"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
             (self.optim.clip_mode in CLIP_MODES, f"clip mode must be one of {', '.join(CLIP_MODES)}"),
             (self.optim.lr > 0, f"lr must be positive, got {self.optim.lr}"),
             (self.data.batch_size > 0, f"batch size must be positive, got {self.data.batch_size}"),

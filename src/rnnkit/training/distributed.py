@@ -4,9 +4,14 @@
 processes, each told its place by the environment: ``RANK`` ``r`` (0 ... W-1 over all machines),
 ``WORLD_SIZE`` ``W`` and ``LOCAL_RANK`` (its index on its machine). :func:`world_from_environment`
 reads them into a :class:`World`; :func:`process_group` joins the processes with the gloo backend
-(training runs on the CPU) and a timeout on every collective operation, and :meth:`World.wrap`
-puts the model in :class:`~torch.nn.parallel.DistributedDataParallel`, which broadcasts rank 0's
-initial weights and averages the gradients during ``backward``.
+on the CPU or NCCL on GPUs (:attr:`World.backend`) and a timeout on every collective operation,
+and :meth:`World.wrap` puts the model in :class:`~torch.nn.parallel.DistributedDataParallel`,
+which broadcasts rank 0's initial weights and averages the gradients during ``backward``.
+
+Devices (``--device``, :func:`resolve_device`): a run trains on the CPU or on one GPU per
+process, ``cuda:LOCAL_RANK``, so that the processes of one machine share its GPUs one each.
+NCCL exchanges CUDA tensors only and gloo CPU ones, so every collective below puts its tensor
+on :attr:`World.device` first.
 
 Why that is one process's update: with a global batch of ``B`` streams cut into ``W`` equal
 blocks of ``b = B / W`` (:func:`~rnnkit.data.stream.shard_streams`), the loss is a mean over
@@ -28,6 +33,7 @@ torchrun's agent also stops the surviving processes, with SIGTERM, when one exit
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gc
 import os
@@ -47,6 +53,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.stream import shard_streams
 from ..errors import RnnkitError
 
+DEVICES = ("auto", "cpu", "cuda")
+CPU = torch.device("cpu")
 DEFAULT_TIMEOUT_SECONDS = 300.0  # longer than rank 0 alone ever works (a checkpoint, a plot)
 _ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -67,6 +75,16 @@ class World:
     size: int = 1
     local_rank: int = 0  # the index on this machine (a GPU's, where there are GPUs)
     timeout: float = DEFAULT_TIMEOUT_SECONDS  # seconds any collective may wait for the others
+    device: torch.device = CPU  # where this process trains, and where its collectives' tensors are
+
+    def on(self, device: torch.device) -> World:
+        """This place in the world, training on ``device``."""
+        return dataclasses.replace(self, device=device)
+
+    @property
+    def backend(self) -> str:
+        """The process group's backend: NCCL between GPUs, gloo between CPUs."""
+        return "nccl" if self.device.type == "cuda" else "gloo"
 
     @property
     def is_main(self) -> bool:
@@ -80,11 +98,15 @@ class World:
     def wrap(self, model: nn.Module) -> nn.Module:
         """``model`` in DistributedDataParallel (a collective: every rank must call it), or
         ``model`` itself in a process alone. Train through the wrapper; save ``model``."""
-        return DistributedDataParallel(model) if self.parallel else model
+        if not self.parallel:
+            return model
+        if self.device.type == "cuda":  # one GPU per process: DDP's single-device mode
+            return DistributedDataParallel(model, device_ids=[self.device.index], output_device=self.device.index)
+        return DistributedDataParallel(model)
 
     def mean(self, value: Tensor) -> Tensor:
         """The mean of the scalar ``value`` over the processes, as float64."""
-        value = value.detach().to(torch.float64).reshape(1)
+        value = value.detach().to(self.device, torch.float64).reshape(1)
         if self.parallel:
             dist.all_reduce(value)
             value /= self.size
@@ -92,7 +114,7 @@ class World:
 
     def sum(self, values: Sequence[float]) -> list[float]:
         """Each of ``values`` summed over the processes (in float64)."""
-        total = torch.tensor(values, dtype=torch.float64)
+        total = torch.tensor(values, dtype=torch.float64, device=self.device)
         if self.parallel:
             dist.all_reduce(total)
         return total.tolist()
@@ -102,7 +124,8 @@ class World:
         return [value > 0 for value in self.sum([float(flag) for flag in flags])]
 
     def gather(self, tensor: Tensor) -> list[Tensor]:
-        """Every process's ``tensor`` (equal shapes), in rank order."""
+        """Every process's ``tensor`` (equal shapes), in rank order, on this process's device."""
+        tensor = tensor.to(self.device)
         if not self.parallel:
             return [tensor]
         parts = [torch.empty_like(tensor) for _ in range(self.size)]
@@ -139,12 +162,35 @@ class World:
             return f"the other processes did not answer within --collective-timeout {self.timeout:g} s"
         if "Connection closed" in text or "Connection reset" in text or "Broken pipe" in text:
             return "another process closed its connection (it crashed or was killed)"
-        if isinstance(error, dist.DistError) or "gloo" in text:
+        if isinstance(error, dist.DistError) or "gloo" in text or "NCCL" in text:
             return f"a collective operation failed ({' '.join(text.split())[:200]})"
         return None
 
 
 SINGLE = World()
+
+
+def resolve_device(requested: str, local_rank: int = 0, gpus: int | None = None) -> torch.device:
+    """The device that ``--device requested`` means for the process ``local_rank`` of its machine.
+
+    ``cpu`` is the CPU; ``cuda`` is GPU ``local_rank`` (one process per GPU); ``auto`` is ``cuda``
+    where there is a GPU, else the CPU. ``gpus`` is the machine's number of GPUs (default: as
+    torch counts them). RnnkitError (one line) when ``cuda`` is asked for and this process has no GPU.
+    """
+    if requested not in DEVICES:
+        raise RnnkitError(f"expected a device among {', '.join(DEVICES)}, got {requested!r}")
+    if gpus is None:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested == "cpu" or (requested == "auto" and not gpus):
+        return CPU
+    if not gpus:
+        raise RnnkitError("--device cuda: expected a CUDA GPU, got none (torch.cuda.is_available() is false)")
+    if local_rank >= gpus:
+        raise RnnkitError(
+            f"--device cuda: expected a GPU for every process of this machine, got LOCAL_RANK {local_rank} "
+            f"with {gpus} GPU(s); start at most {gpus} processes per machine"
+        )
+    return torch.device("cuda", local_rank)
 
 
 def world_from_environment(
@@ -185,7 +231,7 @@ def rank_seed(seed: int, rank: int, step: int = 0) -> int:
 def process_group(world: World) -> Iterator[None]:
     """Join the run's processes for the duration of the block (nothing for a process alone).
 
-    Uses gloo, torch's CPU backend, through torchrun's ``MASTER_ADDR``/``MASTER_PORT`` rendezvous;
+    Uses ``world.backend`` (gloo, or NCCL with this process's GPU made the current one) through torchrun's ``MASTER_ADDR``/``MASTER_PORT`` rendezvous;
     ``world.timeout`` bounds every collective, the first rendezvous included. While the block runs,
     SIGTERM raises :class:`Terminated` in the main thread (instead of killing the process without
     a word), and afterwards SIGTERM is ignored: the process, a torchrun worker, is about to exit.
@@ -196,8 +242,10 @@ def process_group(world: World) -> Iterator[None]:
     if not world.parallel:
         yield
         return
+    if world.device.type == "cuda":
+        torch.cuda.set_device(world.device)  # NCCL's collectives and broadcast_object_list use it
     try:
-        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=world.timeout))
+        dist.init_process_group(world.backend, timeout=datetime.timedelta(seconds=world.timeout))
     except (RuntimeError, ValueError) as error:
         problem = " ".join(str(error).split())[:200]
         raise RnnkitError(f"rank {world.rank} of {world.size} could not join the others: {problem}") from None

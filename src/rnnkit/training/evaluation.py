@@ -19,7 +19,8 @@ def evaluate_loss(
 
     The text is read as ``batch_size`` parallel streams (fewer when it is short) with the state
     carried across chunks, as in training; every character but the first is predicted once.
-    Ids in a numpy array (a prepared corpus's memory map) are read chunk by chunk.
+    Ids in a numpy array (a prepared corpus's memory map) are read chunk by chunk, and each
+    chunk goes to the device of the model's parameters.
     In a data-parallel ``world`` each rank reads its block of the streams (none when there are
     fewer streams than ranks) and the summed losses and counts are added up over the ranks, so
     every rank returns the one-process value, up to the order of float additions.
@@ -29,10 +30,12 @@ def evaluate_loss(
     streams = min(batch_size, len(ids) - 1)
     shard = (world.rank, world.size)
     model.eval()
+    device = next(model.parameters()).device
     total, count, state = 0.0, 0, None
     if shard_streams(streams, shard):
         batches = StreamBatches(ids, streams, seq_len, drop_last=False, what="the evaluation text", shard=shard)
         for inputs, targets in batches:  # (T, B) each
+            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             logits, state = model(inputs, state)
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
             total += loss.item()

@@ -9,7 +9,11 @@ A :class:`TrainingRun` owns a model, its optimiser and a run directory, and know
 - run until a budget of steps or minutes (or epochs, where the subclass has them) is spent or
   the caller asks it to stop, validating every ``eval_every`` and checkpointing every
   ``checkpoint_every`` updates and once at the end (:meth:`~TrainingRun.run`);
-- save and restore everything an exact continuation needs: weights, optimiser state, torch's RNG,
+- train on the CPU or a GPU (``config.device``): the model is moved there once, the
+  subclasses move each batch, and checkpoints stay device-independent (saved from the CPU,
+  loaded onto the run's device), so a run may continue on another device;
+- save and restore everything an exact continuation needs: weights, optimiser state, torch's RNG
+  (the CPU's, and the GPU's on a GPU),
   the step and the wall time so far, plus whatever the subclass adds (a carried hidden state, a
   data generator's state);
 - train as one of several data-parallel processes (:mod:`~rnnkit.training.distributed`): the
@@ -46,7 +50,7 @@ from ..errors import CheckpointError, RnnkitError
 from . import optim
 from .checkpoint import Checkpoint, atomic_write_text, latest_checkpoint_path, save_checkpoint
 from .config import TrainConfig, config_to_dict
-from .distributed import SINGLE, CollectiveFailure, Terminated, World, rank_seed
+from .distributed import SINGLE, CollectiveFailure, Terminated, World, rank_seed, resolve_device
 from .metrics import MetricsLog
 from .tensor_tree import optimizer_state_from_tensors, optimizer_state_to_tensors
 
@@ -103,9 +107,12 @@ class TrainingRun(ABC):
         config.validate()
         self.config = config
         self.run_dir = run_dir
-        self.world = world
-        torch.manual_seed(config.seed)
-        self.model = model_factory()
+        # The CLI resolves the device before the processes join (the backend depends on it);
+        # resolving again gives the same device, and a run built in Python gets its config's.
+        self.world = world = world.on(resolve_device(config.device, world.local_rank))
+        self.device = world.device
+        torch.manual_seed(config.seed)  # every device's generator: the same initial weights anywhere
+        self.model = model_factory().to(self.device)  # built on the CPU, then moved once
         if world.rank:
             torch.manual_seed(rank_seed(config.seed, world.rank))
         # Training forward passes go through this (DDP: gradients averaged in backward); saving,
@@ -196,6 +203,11 @@ class TrainingRun(ABC):
             torch.manual_seed(rank_seed(self.config.seed, self.world.rank, checkpoint.step))
         else:
             raise KeyError("rng")
+        # The GPU's generator (dropout, input noise on the GPU), where the run trained on one
+        # before; a run moved from the CPU keeps the stream seeded in __init__.
+        saved_cuda = checkpoint.tensors.get(_rng_key(self.world.rank, "cuda_rng"))
+        if saved_cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved_cuda, self.device)
 
     # ----------------------------------------------------------------------------------------
     # Training
@@ -330,6 +342,9 @@ class TrainingRun(ABC):
                 raise self._diverged(f"the weight {name} is no longer finite after step {self.step}")
         extra_tensors, extra_meta = self.checkpoint_extras()
         rngs = {_rng_key(rank): state for rank, state in enumerate(self.world.gather(torch.get_rng_state()))}
+        if self.device.type == "cuda":
+            cuda_states = self.world.gather(torch.cuda.get_rng_state(self.device))
+            rngs.update({_rng_key(rank, "cuda_rng"): state for rank, state in enumerate(cuda_states)})
         written = None
         if self.world.is_main:
             optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(self.optimizer.state_dict())
@@ -345,7 +360,8 @@ class TrainingRun(ABC):
         self.last_checkpoint = Path(self.world.broadcast(written))
 
 
-def _rng_key(rank: int) -> str:
-    """Where a checkpoint keeps rank ``rank``'s RNG state: ``rng`` for rank 0 (and a process
-    alone), so that one-process and data-parallel checkpoints read the same."""
-    return f"rng.rank{rank}" if rank else "rng"
+def _rng_key(rank: int, name: str = "rng") -> str:
+    """Where a checkpoint keeps rank ``rank``'s RNG state ``name`` (``rng``: the CPU's,
+    ``cuda_rng``: its GPU's): ``name`` itself for rank 0 (and a process alone), so that
+    one-process and data-parallel checkpoints read the same."""
+    return f"{name}.rank{rank}" if rank else name

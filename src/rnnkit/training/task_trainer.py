@@ -217,7 +217,8 @@ class TaskTrainer(TrainingRun):
         self.task = config.task.build()  # the rest of the config is validated by TrainingRun
         super().__init__(config, run_dir, self._build_model)
         self.generator = torch.Generator().manual_seed(config.seed)  # the training batches
-        self.validation_set = self.task.validation(config.task.validation_size, VALIDATION_SEED)
+        # Drawn on the CPU (the generators are CPU ones, so a run draws the same on any device).
+        self.validation_set = self.task.validation(config.task.validation_size, VALIDATION_SEED).to(self.device)
 
     def _build_model(self) -> nn.Module:
         return build_task_model(self.task, self.config.model, self.config.task)
@@ -238,7 +239,7 @@ class TaskTrainer(TrainingRun):
         return trainer
 
     def training_loss(self) -> Tensor:
-        batch = self.task.batch(self.config.task.batch_size, self.generator)
+        batch = self.task.batch(self.config.task.batch_size, self.generator).to(self.device)
         return task_loss(self.task.kind, *teacher_forced(self.model, self.task.kind, batch))
 
     def progress(self, seconds: float) -> dict[str, float]:

@@ -94,8 +94,9 @@ class Trainer(TrainingRun):
         chunk = self.step % len(self.batches)
         if chunk == 0:
             self.state = None  # a new epoch starts every stream from the beginning
-        inputs, targets = self.batches.chunk(chunk)  # (T, B) each
-        logits, state = self.parallel_model(inputs, self.state)  # (T, B, V), B this rank's streams
+        inputs, targets = (ids.to(self.device, non_blocking=True) for ids in self.batches.chunk(chunk))
+        # inputs, targets (T, B); logits (T, B, V), B this rank's streams
+        logits, state = self.parallel_model(inputs, self.state)
         self.state = tuple(s.detach() for s in state)
         return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
@@ -130,7 +131,7 @@ class Trainer(TrainingRun):
         carried = checkpoint.metadata["carried_state"]
         if carried is not None:
             state = join_tensors(checkpoint.tensors, carried, source=checkpoint.path)  # all B streams
-            self.state = self.world.own_streams(state)
+            self.state = tuple(s.to(self.device) for s in self.world.own_streams(state))
 
 
 def check_world(config: TrainConfig, world: World) -> None:
