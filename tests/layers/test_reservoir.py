@@ -11,7 +11,7 @@ from rnnkit.cells.leaky import LeakyCell
 from rnnkit.engine.loop import run_loop
 from rnnkit.engine.threads import torch_threads
 from rnnkit.layers import reservoir as reservoir_module
-from rnnkit.layers.readout import RidgeReadout, RLSReadout, upper_gram_matrix
+from rnnkit.layers.readout import NormalEquations, RidgePath, RidgeReadout, RLSReadout, upper_gram_matrix
 from rnnkit.layers.reservoir import Reservoir, arnoldi_radius
 from fused_backends import BACKENDS, use_backend
 
@@ -233,8 +233,27 @@ def test_ridge_choice_is_the_best_on_the_validation_split() -> None:
     assert best not in (ridges[0], ridges[-1])  # an interior optimum: the choice means something
     assert readout.ridge == best
     assert readout.validation_errors == pytest.approx({r: e.item() for r, e in errors.items()}, rel=1e-10)
-    refit = RidgeReadout(30, 1).fit(x, y, ridges=(best,))  # then refitted on every row
-    torch.testing.assert_close(readout.weight, refit.weight, rtol=0, atol=0)
+    # then refitted on every row: by the one factorisation several ridges share (RidgePath), which a
+    # one-ridge fit's normal equations match up to round-off
+    torch.testing.assert_close(readout.weight, RidgePath(x, y).solution(best)[:-1].T, rtol=0, atol=0)
+    refit = RidgeReadout(30, 1).fit(x, y, ridges=(best,))
+    torch.testing.assert_close(readout.weight, refit.weight, rtol=0, atol=1e-12)
+
+
+def test_ridge_path_solves_an_ill_conditioned_problem_as_lstsq_where_the_normal_equations_cannot() -> None:
+    # Nearly collinear columns (condition ~1e7): the normal equations square it to ~1e14 and lose
+    # most digits at a small ridge; the path's QR keeps them (against lstsq of the stacked problem)
+    generator = torch.Generator().manual_seed(18)
+    base = torch.randn(300, 6, generator=generator, dtype=torch.float64)
+    x = torch.cat([base, base[:, :4] + 1e-7 * torch.randn(300, 4, generator=generator, dtype=torch.float64)], 1)
+    y = x @ torch.randn(10, 2, generator=generator, dtype=torch.float64) + 3.0
+    ridge = 1e-12
+    rows = torch.cat([x, torch.ones(300, 1, dtype=torch.float64)], 1)
+    penalty = torch.cat([math.sqrt(ridge) * torch.eye(10, dtype=torch.float64), torch.zeros(10, 1, dtype=torch.float64)], 1)
+    exact = torch.linalg.lstsq(torch.cat([rows, penalty]), torch.cat([y, torch.zeros(10, 2, dtype=torch.float64)])).solution
+    path_error = (RidgePath(x, y).solution(ridge) - exact).abs().max().item()
+    normal_error = (NormalEquations(x, y).solution(ridge) - exact).abs().max().item()
+    assert path_error < 1e-6 * exact.abs().max().item() < normal_error
 
 
 @pytest.mark.parametrize("refit_scores, chosen", [([2.0], 1e-3), ([1000.0, 2.0], 1.0)], ids=["kept", "runaway"])
@@ -248,8 +267,7 @@ def test_a_refit_that_runs_away_takes_the_next_larger_ridge(refit_scores: list[f
     readout = RidgeReadout(6, 1).fit(x, y, ridges=(1e-6, 1e-3, 1.0, 10.0), score=lambda: next(scores))
     assert readout.ridge == chosen
     assert next(scores, None) is None  # every refit was scored until one held
-    refit = RidgeReadout(6, 1).fit(x, y, ridges=(chosen,))
-    torch.testing.assert_close(readout.weight, refit.weight, rtol=0, atol=0)
+    torch.testing.assert_close(readout.weight, RidgePath(x, y).solution(chosen)[:-1].T, rtol=0, atol=0)
 
 
 def test_ridge_refuses_mismatched_shapes() -> None:
