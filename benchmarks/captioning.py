@@ -17,13 +17,13 @@ with the beam-5 captions of the "both" model.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from cells import machine
 
 from rnnkit.data.captions import CaptionVocabulary
 from rnnkit.data.tasks import TaskBatch
@@ -103,7 +103,7 @@ def main() -> int:
     parser.add_argument("--grid", type=Path, default=Path("docs/images/captions-grid.png"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"# {machine(torch.device('cpu'))}")
     print(f"# {args.cell}, hidden {args.hidden} x {args.layers}, batch {args.batch_size}, lr {args.lr}, {args.steps} updates")
     print("| conditioning | split | decoding | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | exact match | train s |")
     print("|---|---|---|---|---|---|---|---|---|")

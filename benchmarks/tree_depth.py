@@ -17,13 +17,13 @@ majority class's accuracy beside it).
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from cells import machine
 
 from rnnkit.data.tasks import make_task
 from rnnkit.training.config import TrainConfig
@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.005)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"Machine: {machine(torch.device('cpu'))}")
     print(f"Command: python benchmarks/tree_depth.py {' '.join(sys.argv[1:])}".rstrip())
     depths = range(2, args.max_depth + 1)
     tests = {d: make_task("expr-tree", min_depth=d, max_depth=d).validation(args.test_size, TEST_SEED) for d in depths}
