@@ -11,7 +11,7 @@ from rnnkit.cells.leaky import LeakyCell
 from rnnkit.engine.loop import run_loop
 from rnnkit.engine.threads import torch_threads
 from rnnkit.layers import reservoir as reservoir_module
-from rnnkit.layers.readout import NormalEquations, RidgePath, RidgeReadout, RLSReadout, upper_gram_matrix
+from rnnkit.layers.readout import NormalEquations, RidgePath, RidgeReadout, RLSReadout
 from rnnkit.layers.reservoir import Reservoir, arnoldi_radius
 from fused_backends import BACKENDS, use_backend
 
@@ -201,10 +201,26 @@ def test_ridge_equals_lstsq_of_the_regularised_problem() -> None:
     torch.testing.assert_close(readout.predict(x), x @ solution[:-1] + solution[-1], rtol=0, atol=1e-8)
 
 
-@pytest.mark.parametrize("features", [1, 256, 1002], ids=["one-block", "two-blocks", "ten-blocks"])
-def test_gram_matrix_from_its_upper_blocks_equals_the_full_product_there(features: int) -> None:
-    x = torch.randn(300, features, generator=torch.Generator().manual_seed(16), dtype=torch.float64)
-    torch.testing.assert_close(upper_gram_matrix(x).triu(), (x.T @ x).triu(), rtol=1e-12, atol=1e-10)
+def test_ridge_fitted_to_chunks_equals_the_fit_to_all_rows_at_once() -> None:
+    generator = torch.Generator().manual_seed(13)
+    x = torch.randn(90, 2, 300, generator=generator, dtype=torch.float64)  # (T, B, N): ten Gram blocks
+    y = torch.randn(90, 2, 3, generator=generator, dtype=torch.float64)
+    whole = RidgeReadout(300, 3).fit(x, y, ridges=(0.5,))
+    with torch_threads(2):
+        chunked = RidgeReadout(300, 3).fit_chunks(zip(x.split([1, 40, 49]), y.split([1, 40, 49])), 0.5)
+    torch.testing.assert_close(chunked.weight, whole.weight, rtol=0, atol=1e-12)
+    torch.testing.assert_close(chunked.bias, whole.bias, rtol=0, atol=1e-12)
+    assert chunked.ridge == 0.5
+
+
+def test_ridge_fitted_to_chunks_refuses_bad_chunks_and_ridges() -> None:
+    readout = RidgeReadout(4, 1)
+    with pytest.raises(ValueError, match="at least one chunk"):
+        readout.fit_chunks([], 1.0)
+    with pytest.raises(ValueError, match="ridge must be >= 0"):
+        readout.fit_chunks([(torch.zeros(3, 4), torch.zeros(3, 1))], -1.0)
+    with pytest.raises(ValueError, match="must end in 4 and 1 features"):
+        readout.fit_chunks([(torch.zeros(3, 4), torch.zeros(3, 1)), (torch.zeros(3, 5), torch.zeros(3, 1))], 1.0)
 
 
 def test_ridge_without_regularisation_on_a_rank_deficient_problem_is_the_least_squares_fit() -> None:

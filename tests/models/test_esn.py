@@ -9,7 +9,8 @@ import torch
 
 import rnnkit.models.esn
 from rnnkit.data import mackey_glass
-from rnnkit.layers.readout import RidgePath
+from rnnkit.engine.threads import torch_threads
+from rnnkit.layers.readout import RidgePath, RidgeReadout
 from rnnkit.models.esn import EchoStateNetwork, nrmse
 
 TRAIN, HORIZON = 1500, 84
@@ -56,6 +57,45 @@ def test_fit_refuses_mismatched_targets():
 def test_the_example_runs():
     failures, attempted = doctest.testmod(rnnkit.models.esn, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert attempted > 0 and failures == 0
+
+
+@pytest.mark.parametrize("batch", [1, 3], ids=["B1", "B3"])
+def test_a_one_ridge_fit_in_overlapped_chunks_equals_the_fit_on_all_states(series, batch, monkeypatch):
+    """One ridge: the reservoir runs in chunks while the readout sums their normal equations; the
+    readout, training error and final state are those of the run over all steps at once, and the
+    same to the last bit on one thread as on two."""
+    steps, washout, ridge = 500, 50, 1e-3  # well conditioned: the readouts agree to round-off
+    inputs = torch.randn(steps, batch, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    targets = torch.cat([series[10 * b : 10 * b + steps] for b in range(batch)], dim=1)  # (T, B, 1)
+    previous = torch.cat([torch.zeros_like(targets[:1]), targets[:-1]])
+
+    whole = EchoStateNetwork(1, 1, size=60, spectral_radius=0.9, density=0.1, feedback=True, seed=4)
+    features, final = whole.features(inputs, previous)
+    whole.readout.fit(features, targets, washout=washout, ridges=(ridge,))
+    error = nrmse(whole.readout.predict(features[washout:]), targets[washout:])
+
+    monkeypatch.setattr(rnnkit.models.esn, "CHUNK_GRAM_MACS", 0)  # chunks of 128 rows (61 features)
+    chunk_counts = []
+    fit_chunks = RidgeReadout.fit_chunks
+
+    def counted(readout, chunks, ridge):
+        chunks = list(chunks)
+        chunk_counts.append(len(chunks))
+        return fit_chunks(readout, chunks, ridge)
+
+    monkeypatch.setattr(RidgeReadout, "fit_chunks", counted)
+    fits = []
+    for threads in (1, 2):
+        with torch_threads(threads):
+            esn = EchoStateNetwork(1, 1, size=60, spectral_radius=0.9, density=0.1, feedback=True, seed=4)
+            training_error, state = esn.fit(inputs, targets, washout=washout, ridges=(ridge,))
+        fits.append(esn.readout.weight)
+        torch.testing.assert_close(esn.readout.weight, whole.readout.weight, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(esn.readout.bias, whole.readout.bias, rtol=1e-9, atol=1e-9)
+        assert training_error == pytest.approx(error, rel=1e-9)
+        torch.testing.assert_close(state, final, rtol=0, atol=1e-14)
+    assert chunk_counts == [-(-(steps - washout) // (128 // batch))] * 2
+    assert torch.equal(fits[0], fits[1])
 
 
 def test_feedback_noise_is_seeded_and_changes_the_fit(series):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from .gram import StreamedGram, upper_gram_matrix
 
 # A refit on all steps whose score is this many times its candidate's runs away: the next larger ridge is taken.
 RUNAWAY_FACTOR = 100.0
@@ -117,6 +120,25 @@ class RidgeReadout(nn.Module):
                 self._set(everything.solution(ridge))
         return self
 
+    def fit_chunks(self, chunks: Iterable[tuple[Tensor, Tensor]], ridge: float) -> RidgeReadout:
+        """Fit with the one ``ridge`` to every row of ``chunks``: pairs of states (T_i, B, N) or
+        (S_i, N) and their targets, no washout, no validation split. The normal equations are summed
+        as the chunks come, the Gram matrix on a second thread while the iterator computes the next
+        chunk (:meth:`NormalEquations.summed`): a reservoir running its next steps and the Gram
+        matrix of the last share the cores (:meth:`~rnnkit.models.EchoStateNetwork.fit`)."""
+        if ridge < 0:
+            raise ValueError(f"ridge must be >= 0, got {ridge}")
+
+        def rows() -> Iterator[tuple[Tensor, Tensor]]:
+            for states, targets in chunks:
+                self._check_shapes(states, targets)
+                yield _rows(states, "states", 0), _rows(targets, "targets", 0)
+
+        self._set(NormalEquations.summed(rows()).solution(ridge))
+        self.ridge = float(ridge)
+        self.validation_errors = {}
+        return self
+
     def _set(self, solution: Tensor) -> None:
         """Take ``[W c]^T`` (N + 1, O) as the weights."""
         self.weight.copy_(solution[:-1].T)
@@ -128,6 +150,15 @@ class RidgeReadout(nn.Module):
 
     def _check(self, states: Tensor, targets: Tensor, washout: int, ridges: Sequence[float],
                validation_fraction: float) -> None:
+        self._check_shapes(states, targets)
+        if not 0 <= washout < states.size(0) - 1:
+            raise ValueError(f"washout must lie in [0, {states.size(0) - 1}), got {washout}")
+        if not ridges or min(ridges) < 0:
+            raise ValueError(f"ridges must be one or more values >= 0, got {tuple(ridges)}")
+        if len(ridges) > 1 and not 0.0 < validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
+
+    def _check_shapes(self, states: Tensor, targets: Tensor) -> None:
         if states.size(-1) != self.state_size or targets.size(-1) != self.output_size:
             raise ValueError(
                 f"states and targets must end in {self.state_size} and {self.output_size} features, "
@@ -136,12 +167,6 @@ class RidgeReadout(nn.Module):
         if states.shape[:-1] != targets.shape[:-1]:
             raise ValueError(f"states and targets must have the same leading shape, got "
                              f"{tuple(states.shape)} and {tuple(targets.shape)}")
-        if not 0 <= washout < states.size(0) - 1:
-            raise ValueError(f"washout must lie in [0, {states.size(0) - 1}), got {washout}")
-        if not ridges or min(ridges) < 0:
-            raise ValueError(f"ridges must be one or more values >= 0, got {tuple(ridges)}")
-        if len(ridges) > 1 and not 0.0 < validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
 
 
 class NormalEquations:
@@ -151,6 +176,29 @@ class NormalEquations:
 
     def __init__(self, x: Tensor, y: Tensor) -> None:
         self.gram, self.moments = _normal_equations(x, y)
+
+    @classmethod
+    def summed(cls, chunks: Iterable[tuple[Tensor, Tensor]]) -> NormalEquations:
+        """The normal equations of all the rows of ``chunks``, pairs ``(x_i, y_i)`` of (S_i, N) and
+        (S_i, O), summed as they come: the Gram matrix on a second thread while the iterator
+        computes the next chunk (:class:`~rnnkit.layers.gram.StreamedGram`)."""
+        iterator = iter(chunks)
+        first = next(iterator, None)
+        if first is None:
+            raise ValueError("chunks must yield at least one chunk of rows")
+        size, outputs = first[0].size(1), first[1].size(1)
+        equations = cls.__new__(cls)
+        equations.gram = first[0].new_zeros(size + 1, size + 1)
+        equations.moments = first[0].new_zeros(size + 1, outputs)
+        with StreamedGram(equations.gram[:size, :size]) as gram:
+            for x, y in itertools.chain([first], iterator):
+                gram.add(x)
+                equations.gram[:size, size] += x.sum(0)
+                equations.gram[size, size] += x.size(0)
+                equations.moments[:size].addmm_(x.T, y)
+                equations.moments[size] += y.sum(0)
+            gram.finish()
+        return equations
 
     def solution(self, ridge: float) -> Tensor:
         return _ridge_solution(self.gram, self.moments, ridge)
@@ -201,31 +249,6 @@ def _normal_equations(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     gram[:size, size] = x.sum(0)
     gram[size, size] = rows
     return gram, torch.cat([x.T @ y, y.sum(0, keepdim=True)])
-
-
-GRAM_BLOCK_COLUMNS = 100  # narrower column blocks multiply too inefficiently to pay for the skipped work
-GRAM_MAX_BLOCKS = 10
-
-
-def upper_gram_matrix(x: Tensor, out: Tensor | None = None) -> Tensor:
-    """``x^T x`` (F, F) for ``x`` (S, F) on and above the diagonal, from the column blocks there.
-
-    BLAS's symmetric rank-k update (syrk) does half the multiplications of ``x.T @ x``, but torch
-    has none; with the columns cut into k blocks, the products of each block with itself and the
-    blocks after it do (k + 1) / 2k of them. Up to ``GRAM_MAX_BLOCKS`` blocks of at least
-    ``GRAM_BLOCK_COLUMNS`` columns (at F = 1001 and 2000 rows, medians of 15: 10 blocks 29-31 ms,
-    7 blocks 32-35 ms, one product 46-51 ms; 12 or more slower again). Below the diagonal ``out``
-    (a new tensor if None) holds whatever it held, or, where one product covers every column,
-    ``x^T x``.
-    """
-    features = x.size(1)
-    gram = x.new_empty(features, features) if out is None else out
-    blocks = max(1, min(GRAM_MAX_BLOCKS, features // GRAM_BLOCK_COLUMNS))
-    edges = [round(i * features / blocks) for i in range(blocks + 1)]
-    for start, stop in zip(edges, edges[1:]):
-        # the block's rows from the diagonal on, (stop - start, F - start)
-        torch.mm(x[:, start:stop].T, x[:, start:], out=gram[start:stop, start:])
-    return gram
 
 
 def _ridge_solution(gram: Tensor, moments: Tensor, ridge: float) -> Tensor:

@@ -17,7 +17,7 @@ Science 304). With feedback, training feeds the *target* :math:`y_{t-1}` (teache
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,12 @@ from ..layers import Reservoir, RidgeReadout
 from ..layers.readout import fitting_steps
 
 DEFAULT_RIDGES = tuple(10.0**k for k in range(-12, 0))
+# A one-ridge fit's chunks (RidgeReadout.fit_chunks): the Gram matrix of one chunk's rows is summed
+# on the second core while the reservoir runs the next chunk's steps on the first. A chunk holds at
+# least 128 rows and enough for this many multiply-adds of its Gram matrix (F² per row), so that
+# the per-chunk overhead stays small where the Gram matrix is (at 1000 units: 128 steps a chunk;
+# at 100 units 12,800, so that 2000 steps are one chunk, and the fit runs as with several ridges).
+CHUNK_GRAM_MACS = 128 * 1000**2
 
 
 class EchoStateNetwork(nn.Module):
@@ -111,6 +117,10 @@ class EchoStateNetwork(nn.Module):
         if feedback_noise:
             noise = torch.randn(previous.shape, generator=generator, dtype=previous.dtype)
             previous = previous + feedback_noise * noise.to(previous.device)
+        chunk_steps = self._chunk_steps(inputs)
+        if len(ridges) == 1 and not validation_horizon and chunk_steps < inputs.size(0) - washout:
+            # no ridge to choose and more than one chunk: the run and the readout's sums overlap
+            return self._fit_one_ridge(inputs, previous, targets, washout, ridges[0], state, chunk_steps)
         features, final = self.features(inputs, previous, state)
         score = None
         if validation_horizon:
@@ -120,6 +130,33 @@ class EchoStateNetwork(nn.Module):
                          score=score)
         predicted = self.readout.predict(features[washout:])
         return nrmse(predicted, targets[washout:]), final
+
+    def _chunk_steps(self, inputs: Tensor) -> int:
+        """Steps per chunk of a one-ridge fit over ``inputs`` (T, B, I) (``CHUNK_GRAM_MACS``)."""
+        features = self.reservoir.size + inputs.size(-1)
+        return max(1, max(128, CHUNK_GRAM_MACS // features**2) // inputs.size(1))
+
+    def _fit_one_ridge(self, inputs: Tensor, previous: Tensor, targets: Tensor, washout: int, ridge: float,
+                       state: Tensor | None, steps: int) -> tuple[float, Tensor]:
+        """``fit`` with one ridge: the reservoir runs the steps after the washout in chunks of
+        ``steps``, and the readout sums the normal equations of each chunk while the reservoir
+        computes the next (:meth:`~rnnkit.layers.RidgeReadout.fit_chunks`)."""
+        if not 0 <= washout < inputs.size(0) - 1:
+            raise ValueError(f"washout must lie in [0, {inputs.size(0) - 1}), got {washout}")
+        if washout:
+            _, state = self.reservoir(inputs[:washout], state, previous[:washout] if self.feedback else None)
+        chunks: list[Tensor] = []
+
+        def teacher_forced_chunks() -> Iterator[tuple[Tensor, Tensor]]:
+            nonlocal state
+            for start in range(washout, inputs.size(0), steps):
+                features, state = self.features(inputs[start : start + steps], previous[start : start + steps], state)
+                chunks.append(features)
+                yield features, targets[start : start + steps]
+
+        self.readout.fit_chunks(teacher_forced_chunks(), ridge)
+        predicted = torch.cat([self.readout.predict(features) for features in chunks])
+        return nrmse(predicted, targets[washout:]), state
 
     def _free_run_score(self, features: Tensor, inputs: Tensor, targets: Tensor, split: int, horizon: int
                         ) -> Callable[[], float]:
