@@ -51,8 +51,9 @@ def upper_gram_matrix(x: Tensor, out: Tensor | None = None) -> Tensor:
 
 
 class StreamedGram:
-    """Adds ``x^T x`` of row chunks to ``out`` (F, F) on and above its diagonal, on a second thread
-    while the caller computes the next chunk, e.g. runs a reservoir over the next steps.
+    """Sums ``x^T x`` of row chunks into ``out`` (F, F) on and above its diagonal (``out`` is zeroed
+    first), on a second thread while the caller computes the next chunk, e.g. runs a reservoir over
+    the next steps.
 
     Use as a context manager: ``add(x)`` each chunk ``x`` (S_i, F) as it is ready, then
     ``finish()``. A second thread sums each chunk into every column block (:func:`column_blocks`)
@@ -60,7 +61,10 @@ class StreamedGram:
     from the narrowest, until the two meet. Each block sums the chunks in the order they were
     added, whichever thread does it, so the result does not depend on timing and equals a
     one-thread run's to the last bit. Both threads run torch on one thread each meanwhile (restored
-    on exit); with one torch thread in the process, ``add`` sums each chunk here at once.
+    on exit); with one torch thread in the process, ``add`` sums each chunk here at once. Nothing
+    here runs on two OpenMP threads: after a parallel region, OpenMP's idle thread spins for some
+    milliseconds, on the core the second thread needs (a sixth of a Mackey-Glass fit's samples were
+    that spinning), so the caller should keep its own work before the block on one thread too.
 
     A reservoir's run is one serial time loop and the Gram matrix of its states the largest product
     of the fit; summed this way, most of the second overlaps the first (Mackey-Glass at 1000 units,
@@ -85,6 +89,7 @@ class StreamedGram:
             self._threads.__enter__()
             self._worker = threading.Thread(target=self._work, name="rnnkit-gram", daemon=True)
             self._worker.start()
+        self.gram.zero_()  # on one thread: see the class docstring
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None

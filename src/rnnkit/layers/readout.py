@@ -188,9 +188,11 @@ class NormalEquations:
             raise ValueError("chunks must yield at least one chunk of rows")
         size, outputs = first[0].size(1), first[1].size(1)
         equations = cls.__new__(cls)
-        equations.gram = first[0].new_zeros(size + 1, size + 1)
-        equations.moments = first[0].new_zeros(size + 1, outputs)
-        with StreamedGram(equations.gram[:size, :size]) as gram:
+        equations.gram = first[0].new_empty(size + 1, size + 1)
+        equations.moments = first[0].new_empty(size + 1, outputs)
+        with StreamedGram(equations.gram[:size, :size]) as gram:  # zeroes its block, on one thread
+            equations.gram[:, size] = 0
+            equations.moments.zero_()
             for x, y in itertools.chain([first], iterator):
                 gram.add(x)
                 equations.gram[:size, size] += x.sum(0)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..engine.threads import torch_threads
 from ..layers import Reservoir, RidgeReadout
 from ..layers.readout import fitting_steps
 
@@ -143,8 +144,9 @@ class EchoStateNetwork(nn.Module):
         computes the next (:meth:`~rnnkit.layers.RidgeReadout.fit_chunks`)."""
         if not 0 <= washout < inputs.size(0) - 1:
             raise ValueError(f"washout must lie in [0, {inputs.size(0) - 1}), got {washout}")
-        if washout:
-            _, state = self.reservoir(inputs[:washout], state, previous[:washout] if self.feedback else None)
+        if washout:  # on one thread, as the chunks will run (StreamedGram: OpenMP's spinning)
+            with torch_threads(1):
+                _, state = self.reservoir(inputs[:washout], state, previous[:washout] if self.feedback else None)
         chunks: list[Tensor] = []
 
         def teacher_forced_chunks() -> Iterator[tuple[Tensor, Tensor]]:
