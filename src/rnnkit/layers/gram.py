@@ -56,10 +56,10 @@ class StreamedGram:
     the next steps.
 
     Use as a context manager: ``add(x)`` each chunk ``x`` (S_i, F) as it is ready, then
-    ``finish()``. A second thread sums each chunk into every column block (:func:`column_blocks`)
-    as it arrives; at ``finish`` this thread takes over the blocks the other has not finished,
-    from the narrowest, until the two meet. Each block sums the chunks in the order they were
-    added, whichever thread does it, so the result does not depend on timing and equals a
+    ``finish()``. While chunks come, a second thread sums each into every column block
+    (:func:`column_blocks`). At ``finish`` both threads take what remains block by block, the block
+    with the most work left first, until none is left. A block is summed by one thread at a time and
+    always in the order the chunks were added, so the result does not depend on timing and equals a
     one-thread run's to the last bit. Both threads run torch on one thread each meanwhile (restored
     on exit); with one torch thread in the process, ``add`` sums each chunk here at once. Nothing
     here runs on two OpenMP threads: after a parallel region, OpenMP's idle thread spins for some
@@ -74,11 +74,13 @@ class StreamedGram:
     def __init__(self, out: Tensor) -> None:
         self.gram = out
         self.blocks = column_blocks(out.size(1))
+        # a block's cost per row: its width times the columns from its start on
+        self._cost = [(stop - start) * (out.size(1) - start) for start, stop in self.blocks]
         self._chunks: list[Tensor] = []
         self._summed = [0] * len(self.blocks)  # per block: how many chunks it holds
-        self._claimed = [False] * len(self.blocks)  # taken over by this thread at finish
-        self._busy = [False] * len(self.blocks)  # the second thread is adding to it
-        self._closed = False
+        self._taken = [False] * len(self.blocks)  # a thread is adding to it
+        self._closed = False  # no more chunks: both threads share the rest
+        self._stopped = False  # the caller failed: the second thread stops
         self._error: BaseException | None = None
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -97,8 +99,7 @@ class StreamedGram:
         if self._worker is None:
             return
         with self._changed:
-            self._closed = True
-            self._claimed = [True] * len(self.blocks)  # where finish() has not run: stop at once
+            self._closed = self._stopped = True
             self._changed.notify_all()
         self._worker.join()
         self._threads.__exit__(kind, error, trace)
@@ -120,43 +121,62 @@ class StreamedGram:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
-        chunks = len(self._chunks)
-        for block in reversed(range(len(self.blocks))):
-            with self._changed:
-                self._changed.wait_for(lambda: not self._busy[block] or self._error is not None)
-                if self._error is not None or self._summed[block] == chunks:
-                    break  # the second thread goes block by block: it has the ones before this too
-                self._claimed[block] = True
-                first = self._summed[block]
-            for x in self._chunks[first:]:
-                add_block(self.gram, x, self.blocks[block], accumulate=True)
+        self._share_the_rest()
         self._worker.join()
         if self._error is not None:
             raise self._error
         return self.gram
 
     def _work(self) -> None:
-        """The second thread: chunk after chunk, into every block not claimed by ``finish``."""
+        """The second thread: chunk after chunk into every block while chunks come, then its share."""
         torch.set_num_threads(1)  # this thread's own count (the caller's is set in __enter__)
         try:
             for index in itertools.count():
                 with self._changed:
                     self._changed.wait_for(lambda: index < len(self._chunks) or self._closed)
-                    if index >= len(self._chunks):
-                        return
+                    if self._closed:
+                        break
                     x = self._chunks[index]
                 for block in range(len(self.blocks)):
-                    with self._changed:
-                        if self._claimed[block]:
-                            continue
-                        self._busy[block] = True
-                    add_block(self.gram, x, self.blocks[block], accumulate=True)
-                    with self._changed:
-                        self._busy[block] = False
-                        self._summed[block] = index + 1
-                        self._changed.notify_all()
+                    if not self._sum_next(block, x, index):
+                        break
+            if not self._stopped:
+                self._share_the_rest()
         except BaseException as error:  # handed to finish(), which raises it on the caller's thread
             with self._changed:
                 self._error = error
-                self._busy = [False] * len(self.blocks)
+                self._taken = [False] * len(self.blocks)
+                self._changed.notify_all()
+
+    def _sum_next(self, block: int, x: Tensor, index: int) -> bool:
+        """Add chunk ``index`` (``x``) to ``block`` unless ``finish`` has begun; False once it has."""
+        with self._changed:
+            if self._closed:
+                return False
+            self._taken[block] = True
+        add_block(self.gram, x, self.blocks[block], accumulate=True)
+        with self._changed:
+            self._taken[block] = False
+            self._summed[block] = index + 1
+            self._changed.notify_all()
+        return True
+
+    def _share_the_rest(self) -> None:
+        """After the last chunk, on either thread: take the free block with the most work left and
+        add its remaining chunks, until no block has any left (a block taken by the other thread
+        is the other's to finish)."""
+        chunks = len(self._chunks)
+        while True:
+            with self._changed:
+                free = [b for b in range(len(self.blocks)) if not self._taken[b] and self._summed[b] < chunks]
+                if not free or self._error is not None:
+                    return
+                block = max(free, key=lambda b: (chunks - self._summed[b]) * self._cost[b])
+                self._taken[block] = True
+                first = self._summed[block]
+            for x in self._chunks[first:]:
+                add_block(self.gram, x, self.blocks[block], accumulate=True)
+            with self._changed:
+                self._taken[block] = False
+                self._summed[block] = chunks
                 self._changed.notify_all()
