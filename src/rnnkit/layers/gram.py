@@ -67,8 +67,9 @@ class StreamedGram:
     that spinning), so the caller should keep its own work before the block on one thread too.
 
     A reservoir's run is one serial time loop and the Gram matrix of its states the largest product
-    of the fit; summed this way, most of the second overlaps the first (Mackey-Glass at 1000 units,
-    2000 steps after the washout: 45-47 ms for both against 51-78 ms one after the other).
+    of the fit; summed this way, much of the second overlaps the first (Mackey-Glass at 1000 units,
+    3000 steps, 1000 of them washout, 128-step chunks, medians of 15 alternating: run and Gram
+    matrix 49.5 ms, against 69.0 ms one after the other on two threads).
     """
 
     def __init__(self, out: Tensor) -> None:
