@@ -187,19 +187,19 @@ class NormalEquations:
         if first is None:
             raise ValueError("chunks must yield at least one chunk of rows")
         size, outputs = first[0].size(1), first[1].size(1)
-        equations = cls.__new__(cls)
-        equations.gram = first[0].new_empty(size + 1, size + 1)
-        equations.moments = first[0].new_empty(size + 1, outputs)
-        with StreamedGram(equations.gram[:size, :size]) as gram:  # zeroes its block, on one thread
-            equations.gram[:, size] = 0
-            equations.moments.zero_()
+        gram, moments = first[0].new_empty(size + 1, size + 1), first[0].new_empty(size + 1, outputs)
+        with StreamedGram(gram[:size, :size]) as upper:  # zeroes its block, on one thread
+            gram[:, size] = 0
+            moments.zero_()
             for x, y in itertools.chain([first], iterator):
-                gram.add(x)
-                equations.gram[:size, size] += x.sum(0)
-                equations.gram[size, size] += x.size(0)
-                equations.moments[:size].addmm_(x.T, y)
-                equations.moments[size] += y.sum(0)
-            gram.finish()
+                upper.add(x)
+                gram[:size, size] += x.sum(0)
+                gram[size, size] += x.size(0)
+                moments[:size].addmm_(x.T, y)
+                moments[size] += y.sum(0)
+            upper.finish()
+        equations = cls.__new__(cls)  # the sums, not the rows, make these equations
+        equations.gram, equations.moments = gram, moments
         return equations
 
     def solution(self, ridge: float) -> Tensor:

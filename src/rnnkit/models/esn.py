@@ -105,6 +105,11 @@ class EchoStateNetwork(nn.Module):
         over the same windows, and where it runs away the next larger ridge is taken
         (:class:`~rnnkit.layers.RidgeReadout`).
 
+        With a single ridge (nothing to choose) and more than one chunk of steps after the washout
+        (``CHUNK_GRAM_MACS``), the reservoir runs those steps chunk by chunk while a second thread
+        sums the readout's Gram matrix of the last chunk (:meth:`~rnnkit.layers.RidgeReadout.fit_chunks`):
+        the same readout, to round-off, in less time on two cores.
+
         Returns the training NRMSE after the washout and the final reservoir state, from which
         :meth:`generate` continues.
         """
