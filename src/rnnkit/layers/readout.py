@@ -170,12 +170,19 @@ class RidgeReadout(nn.Module):
 
 
 class NormalEquations:
-    """``solution(ridge)``: ``[W c]^T`` (N + 1, O) from the normal equations of rows ``x`` (S, N) and
+    r"""``solution(ridge)``: ``[W c]^T`` (N + 1, O) from the normal equations of rows ``x`` (S, N) and
     ``y`` (S, O), by a Cholesky factorisation per ridge: fast, but its error grows with the square of
-    the rows' condition number (:func:`_ridge_solution`)."""
+    the rows' condition number (:func:`_ridge_solution`).
+
+    With :math:`\tilde X = [x \; 1]`, ``gram`` (N + 1, N + 1) holds :math:`\tilde X^\top \tilde X` on
+    and above its diagonal only (what the Cholesky factorisation reads; below it is left unset) and
+    ``moments`` (N + 1, O) :math:`\tilde X^\top Y`. The bias row and column are the column sums of
+    ``x`` and S: :math:`\tilde X` itself, a copy of every row, is never formed."""
 
     def __init__(self, x: Tensor, y: Tensor) -> None:
-        self.gram, self.moments = _normal_equations(x, y)
+        self._bordered(x, y.size(1))
+        upper_gram_matrix(x, out=self.gram[:-1, :-1])
+        self._add_sums(x, y)
 
     @classmethod
     def summed(cls, chunks: Iterable[tuple[Tensor, Tensor]]) -> NormalEquations:
@@ -186,21 +193,29 @@ class NormalEquations:
         first = next(iterator, None)
         if first is None:
             raise ValueError("chunks must yield at least one chunk of rows")
-        size, outputs = first[0].size(1), first[1].size(1)
-        gram, moments = first[0].new_empty(size + 1, size + 1), first[0].new_empty(size + 1, outputs)
-        with StreamedGram(gram[:size, :size]) as upper:  # zeroes its block, on one thread
-            gram[:, size] = 0
-            moments.zero_()
+        equations = cls.__new__(cls)  # the sums, not the rows, make these equations
+        equations._bordered(first[0], first[1].size(1))
+        with StreamedGram(equations.gram[:-1, :-1]) as upper:  # zeroes its block, on one thread
             for x, y in itertools.chain([first], iterator):
                 upper.add(x)
-                gram[:size, size] += x.sum(0)
-                gram[size, size] += x.size(0)
-                moments[:size].addmm_(x.T, y)
-                moments[size] += y.sum(0)
+                equations._add_sums(x, y)
             upper.finish()
-        equations = cls.__new__(cls)  # the sums, not the rows, make these equations
-        equations.gram, equations.moments = gram, moments
         return equations
+
+    def _bordered(self, x: Tensor, outputs: int) -> None:
+        """``gram`` unset but for its bias column (zeros) and ``moments`` zeros, for rows like ``x``."""
+        size = x.size(1)
+        self.gram = x.new_empty(size + 1, size + 1)
+        self.gram[:, size] = 0
+        self.moments = x.new_zeros(size + 1, outputs)
+
+    def _add_sums(self, x: Tensor, y: Tensor) -> None:
+        """Add what rows ``x``, ``y`` bring besides ``x^T x``: the bias column and ``X~^T Y``."""
+        size = x.size(1)
+        self.gram[:size, size] += x.sum(0)
+        self.gram[size, size] += x.size(0)
+        self.moments[:size].addmm_(x.T, y)
+        self.moments[size] += y.sum(0)
 
     def solution(self, ridge: float) -> Tensor:
         return _ridge_solution(self.gram, self.moments, ridge)
@@ -239,24 +254,10 @@ class RidgePath:
         return torch.cat([weights, (self.y_mean - self.x_mean @ weights).unsqueeze(0)])
 
 
-def _normal_equations(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    r"""For rows ``x`` (S, N) and ``y`` (S, O) and :math:`\tilde X = [x \; 1]`: ``(G, X~^T Y)``, what every
-    ridge's solve reuses, where ``G`` (N + 1, N + 1) holds :math:`\tilde X^\top \tilde X` on and above
-    its diagonal only (what the Cholesky factorisation of :func:`_ridge_solution` reads; below it
-    is left unset). Its bias row and column are the column sums of ``x`` and S: :math:`\tilde X`
-    itself, a copy of every row, is never formed."""
-    rows, size = x.shape
-    gram = x.new_empty(size + 1, size + 1)
-    upper_gram_matrix(x, out=gram[:size, :size])
-    gram[:size, size] = x.sum(0)
-    gram[size, size] = rows
-    return gram, torch.cat([x.T @ y, y.sum(0, keepdim=True)])
-
-
 def _ridge_solution(gram: Tensor, moments: Tensor, ridge: float) -> Tensor:
     r"""``[W c]^T`` (N + 1, O) solving ``(X^T X + ridge D) theta = X^T Y``; ``D`` spares the bias (last).
 
-    ``gram`` holds ``X^T X`` on and above its diagonal (:func:`_normal_equations`). With ``ridge``
+    ``gram`` holds ``X^T X`` on and above its diagonal (:class:`NormalEquations`). With ``ridge``
     > 0 the matrix is positive definite (the bias column is all ones), so a Cholesky factorisation
     :math:`U^\top U` solves it at half the cost of LU, reading the upper triangle alone. Where the
     factorisation fails (``ridge`` 0 and a rank-deficient X, or round-off at a vanishing ridge),

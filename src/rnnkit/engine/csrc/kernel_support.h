@@ -236,9 +236,8 @@ class StepProduct {
 // branch where each row ends. The C entries are loaded one by one into a buffer, not by a SIMD
 // gather, which AMD's Zen 4 runs slowly (a reservoir run of 3000 steps at 1000 units: 26-27 ms
 // against 31-33 with at::vec::gather). The sort keeps the padding near zero for random sparsity
-// patterns. Each
-// row's sum runs over its nonzeros in CSR order, as a plain loop would; slices split over the
-// threads when the product is large.
+// patterns. Each row's sum runs over its nonzeros in CSR order, as a plain loop would; slices split
+// over the threads when the product is large.
 template <typename scalar_t>
 class CsrStepProduct {
   using Vec = at::vec::Vectorized<scalar_t>;
