@@ -105,18 +105,21 @@ class World:
         return DistributedDataParallel(model)
 
     def mean(self, value: Tensor) -> Tensor:
-        """The mean of the scalar ``value`` over the processes, as float64."""
+        """The mean of the scalar ``value`` over the processes, as float64. (In a process alone, as
+        in the methods below, nothing is copied to the device: they run on every training step.)"""
+        if not self.parallel:
+            return value.detach().to(torch.float64).reshape(())
         value = value.detach().to(self.device, torch.float64).reshape(1)
-        if self.parallel:
-            dist.all_reduce(value)
-            value /= self.size
+        dist.all_reduce(value)
+        value /= self.size
         return value[0]
 
     def sum(self, values: Sequence[float]) -> list[float]:
         """Each of ``values`` summed over the processes (in float64)."""
+        if not self.parallel:
+            return [float(value) for value in values]
         total = torch.tensor(values, dtype=torch.float64, device=self.device)
-        if self.parallel:
-            dist.all_reduce(total)
+        dist.all_reduce(total)
         return total.tolist()
 
     def any(self, flags: Sequence[bool]) -> list[bool]:
@@ -124,10 +127,11 @@ class World:
         return [value > 0 for value in self.sum([float(flag) for flag in flags])]
 
     def gather(self, tensor: Tensor) -> list[Tensor]:
-        """Every process's ``tensor`` (equal shapes), in rank order, on this process's device."""
-        tensor = tensor.to(self.device)
+        """Every process's ``tensor`` (equal shapes), in rank order, on this process's device (in a
+        process alone: ``[tensor]``, where it is)."""
         if not self.parallel:
             return [tensor]
+        tensor = tensor.to(self.device)
         parts = [torch.empty_like(tensor) for _ in range(self.size)]
         dist.all_gather(parts, tensor.contiguous())
         return parts

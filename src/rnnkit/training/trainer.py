@@ -34,7 +34,8 @@ from ..data.stream import StreamBatches
 from ..data.token_file import VOCABULARY_FILE
 from ..data.vocabulary import Vocabulary
 from ..errors import CheckpointError, RnnkitError
-from .checkpoint import Checkpoint, atomic_write_text
+from ..files import atomic_write_text
+from .checkpoint import Checkpoint
 from .config import TrainConfig, build_model
 from .distributed import SINGLE, World
 from .evaluation import evaluate_loss
@@ -101,7 +102,7 @@ class Trainer(TrainingRun):
         return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
     def progress(self, seconds: float) -> dict[str, float]:
-        chars = self.batches.batch_size * self.world.size * self.batches.seq_len  # of all ranks
+        chars = self.config.data.batch_size * self.config.data.seq_len  # the global batch: all ranks
         return {"epoch": self.step / len(self.batches), "chars_per_second": chars / seconds}
 
     def evaluate(self) -> dict[str, float] | None:
