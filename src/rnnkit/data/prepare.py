@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DataError
+from ..files import atomic_write_text
 from .corpus import BLOCK_SIZE, read_text_blocks, split_point
 from .token_file import (
     FORMAT,
@@ -104,7 +105,7 @@ def prepare_corpus(
     finally:
         partial.unlink(missing_ok=True)
 
-    _write_replacing(directory / VOCABULARY_FILE, json.dumps(vocabulary.to_json()) + "\n")
+    atomic_write_text(directory / VOCABULARY_FILE, json.dumps(vocabulary.to_json()) + "\n")
     metadata = {
         "format": FORMAT,
         "version": VERSION,
@@ -116,7 +117,7 @@ def prepare_corpus(
         "split": split_point(count, validation_fraction),
         "source": {"path": str(source), "bytes": size},
     }
-    _write_replacing(directory / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
+    atomic_write_text(directory / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
     return PreparedCorpus.open(directory)
 
 
@@ -135,13 +136,3 @@ def _check_directory(directory: Path, source: Path) -> None:
         raise DataError(
             f"{directory} is not empty: it holds {held}, not a corpus of {source}; choose a new or empty directory"
         )
-
-
-def _write_replacing(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` under a temporary name first: readers never see half a file."""
-    partial = path.with_name(path.name + _PARTIAL)
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)

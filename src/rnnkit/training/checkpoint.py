@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from ..files import TEMPORARY_SUFFIX, atomic_write_text, fsync_dir, fsync_file, temporary_sibling
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ RECORD_FILE = "checkpoint.json"
 
 # step-00000500, or step-00000500-1 for a re-save of a step whose directory still existed.
 _DIR_PATTERN = re.compile(r"step-(\d{8,})(?:-(\d+))?")
-_TMP_SUFFIX = ".tmp"
 
 
 
@@ -77,31 +76,6 @@ class Checkpoint:
 
 # --------------------------------------------------------------------------------------------
 # Writing
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new, never half.
-
-    The text goes to a temporary file in the same directory (a rename across file systems would
-    not be atomic), is fsync'ed, and replaces ``path`` with ``os.replace``; the directory is then
-    fsync'ed so the rename itself survives a power cut. Raises ``OSError`` on failure, leaving
-    ``path`` as it was.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
-    # os.open with mode 0o666 lets the umask decide permissions, as for an ordinary file
-    # (tempfile.mkstemp would make every config.json private to its owner).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def save_checkpoint(
@@ -144,7 +118,7 @@ def save_checkpoint(
         _remove_leftovers(root)
         name = _fresh_name(root, name)
         final = root / name
-        tmp = root / f".{name}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
+        tmp = temporary_sibling(root / name)
         tmp.mkdir()
         _write_safetensors(tmp / MODEL_FILE, model_copy)
         _write_safetensors(tmp / STATE_FILE, tensors_copy)
@@ -157,10 +131,10 @@ def save_checkpoint(
             "metadata": metadata,
         }
         atomic_write_text(tmp / RECORD_FILE, json.dumps(record, indent=2) + "\n")
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         os.rename(tmp, final)
         tmp = None
-        _fsync_dir(root)
+        fsync_dir(root)
         # The commit point: until this replace succeeds, `latest` names the previous checkpoint.
         atomic_write_text(root / LATEST_FILE, name + "\n")
     except OSError as exc:
@@ -194,21 +168,7 @@ def _cpu_copies(mapping: Mapping[str, torch.Tensor], what: str) -> dict[str, tor
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     # "format": "pt" is what Hugging Face tooling expects of a PyTorch safetensors file.
     save_file(tensors, str(path), metadata={"format": "pt"})
-    _fsync_file(path)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    # Persists renames and new entries in the directory. Windows cannot open a directory.
-    if os.name != "nt":
-        _fsync_file(path)
+    fsync_file(path)
 
 
 def _fresh_name(root: Path, name: str) -> str:
@@ -223,7 +183,7 @@ def _fresh_name(root: Path, name: str) -> str:
 
 def _remove_leftovers(root: Path) -> None:
     for entry in root.iterdir():
-        if entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX):
+        if entry.name.startswith(".") and entry.name.endswith(TEMPORARY_SUFFIX):
             logger.info("removing %s, left by an interrupted save", entry)
             try:
                 if entry.is_dir() and not entry.is_symlink():

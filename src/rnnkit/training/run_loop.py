@@ -47,8 +47,9 @@ from torch import Tensor, nn
 
 from ..diagnostics.spectra import spectral_radii
 from ..errors import CheckpointError, RnnkitError
+from ..files import atomic_write_text
 from . import optim
-from .checkpoint import Checkpoint, atomic_write_text, latest_checkpoint_path, save_checkpoint
+from .checkpoint import Checkpoint, latest_checkpoint_path, save_checkpoint
 from .config import TrainConfig, config_to_dict
 from .distributed import SINGLE, CollectiveFailure, Terminated, World, rank_seed, resolve_device
 from .metrics import MetricsLog
