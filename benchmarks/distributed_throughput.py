@@ -20,7 +20,6 @@ The machine's core count is printed with the table. Run it on an otherwise idle 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -29,8 +28,9 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.training.metrics import read_metrics
+
 TINY_SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def chars_per_second(processes: int, threads: int, batch: int, args: argparse.Namespace, run_dir: Path) -> float:
@@ -44,13 +44,9 @@ def chars_per_second(processes: int, threads: int, batch: int, args: argparse.Na
         "--hidden", str(args.hidden), "--batch-size", str(batch), "--seq-len", str(args.seq_len),
         "--steps", str(args.steps), "--eval-every", str(10**9), "--checkpoint-every", str(10**9), "--no-progress",
     ]  # fmt: skip
-    env = {
-        **os.environ, "OMP_NUM_THREADS": str(threads),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
-    }  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     subprocess.run([*launcher, *flags], env=env, check=True, stdout=subprocess.DEVNULL)
-    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    seconds = {r["step"]: r["seconds"] for r in map(json.loads, lines) if "loss" in r}
+    seconds = {r["step"]: r["seconds"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r}
     timed = args.steps - args.warmup
     return batch * args.seq_len * timed / (seconds[args.steps] - seconds[args.warmup])
 

@@ -103,7 +103,6 @@ class PreparedCorpus:
     tokens: np.ndarray  # (N,) numpy.memmap of TOKEN_DTYPES[dtype], mode "r"
     split: int  # tokens[:split] train, tokens[split:] validate
     validation_fraction: float
-    source: dict[str, Any]  # {"path": the text file's absolute path, "bytes": its size}
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str]) -> PreparedCorpus:
@@ -136,7 +135,7 @@ class PreparedCorpus:
                 "the corpus is damaged: prepare it again"
             )
         tokens = np.memmap(tokens_file, dtype=dtype, mode="r", shape=(metadata["tokens"],))
-        return cls(directory, vocabulary, tokens, metadata["split"], metadata["validation_fraction"], metadata["source"])
+        return cls(directory, vocabulary, tokens, metadata["split"], metadata["validation_fraction"])
 
     @property
     def train_ids(self) -> np.ndarray:
